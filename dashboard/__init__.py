@@ -1,0 +1,1 @@
+"""The Streamlit dashboard: reads the stream's Redis state; never writes it."""

@@ -1,0 +1,1 @@
+"""Online side: embedded services, the Faust worker, Redis windows, replay and metrics."""

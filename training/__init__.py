@@ -1,0 +1,1 @@
+"""Offline side: dataset readers, the synthetic city, feature building, training and evaluation."""

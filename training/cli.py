@@ -1,0 +1,10 @@
+"""Registers the offline subcommands (generate, data-report, train, evaluate, embed)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    # Each command lives in the module that owns it; add one line per command.
+    pass
