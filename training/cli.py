@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import typer
 
+train_app = typer.Typer(help="Train a model offline (flow forecaster or trajectory encoder).", no_args_is_help=True)
+evaluate_app = typer.Typer(help="Evaluate a trained model on held-out data beside honest baselines.", no_args_is_help=True)
+
 
 def register(app: typer.Typer) -> None:
-    # Each command lives in the module that owns it; add one line per command.
-    pass
+    # Each command lives in the module that owns it; add one line per command (lazy heavy imports
+    # inside the command functions keep `mobstream --help` fast).
+    app.add_typer(train_app, name="train")
+    app.add_typer(evaluate_app, name="evaluate")
