@@ -13,3 +13,5 @@ def register(app: typer.Typer) -> None:
     # inside the command functions keep `mobstream --help` fast).
     app.add_typer(train_app, name="train")
     app.add_typer(evaluate_app, name="evaluate")
+    from training.report_cli import data_report  # light module: DuckDB is imported inside the command
+    app.command("data-report")(data_report)
