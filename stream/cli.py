@@ -10,3 +10,7 @@ def register(app: typer.Typer) -> None:
     from stream import services_cli
 
     app.add_typer(services_cli.app, name="services")
+    from stream import commands
+
+    app.command("worker")(commands.worker)
+    app.command("replay")(commands.replay)

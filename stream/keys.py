@@ -1,0 +1,78 @@
+"""THE Redis key layout of the stream: every key the worker writes and the dashboard reads is named here.
+
+All keys start with "<app>:" (setting `app`, default "mobstream"); city-scoped keys with
+"<app>:<city>:". Window state expires (setting `ttl`), so memory stays bounded.
+
+  <app>:<city>:u:<uid>            hash  slot -> "ts_ms|cell"  the user's latest ping per slot (latest ts
+                                        wins; fields older than the 8-slot window are trimmed at close)
+  <app>:<city>:act:<slot>:p<part> set   uids that partition <part> saw in <slot> (who to close)
+  <app>:<city>:flowp:<slot>:p<part> hash cell -> "occ,in,out"  partition <part>'s share of a closed slot
+  <app>:<city>:pslots             zset  slots having partial flows (score = slot), to assemble
+  <app>:<city>:flow:<slot>        hash  cell -> "occ,in,out"  the city's flows of a closed slot: sum of
+                                        the partitions' shares; 8 consecutive ones are a cell's window
+  <app>:<city>:fc:<slot>          hash  cell -> JSON forecast made at the close of <slot> for <slot>+1
+  <app>:<city>:emb:<uid>          string JSON embedding of the user's latest window
+  <app>:<city>:err                hash  slot -> JSON live forecast error (model and persistence)
+  <app>:cities                    set   cities seen
+  <app>:wm                        hash  partition -> max event time seen (epoch s)
+  <app>:closed                    hash  partition -> last slot the partition closed
+  <app>:assembled                 string last slot assembled for every city (all partitions closed it)
+  <app>:latest                    hash  city -> last assembled slot (the dashboard's "now")
+cell = dense id (y-1)*200 + (x-1) (models.grid.cell_id); uid as sent (ints in decimal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    app: str = "mobstream"
+
+    def city(self, city: str) -> str:
+        return f"{self.app}:{city}:"
+
+    def user(self, city: str, uid: str) -> str:
+        return f"{self.app}:{city}:u:{uid}"
+
+    def active(self, city: str, slot: int, part: int) -> str:
+        return f"{self.app}:{city}:act:{slot}:p{part}"
+
+    def partial(self, city: str, slot: int, part: int) -> str:
+        return f"{self.app}:{city}:flowp:{slot}:p{part}"
+
+    def partial_slots(self, city: str) -> str:
+        return f"{self.app}:{city}:pslots"
+
+    def flow(self, city: str, slot: int) -> str:
+        return f"{self.app}:{city}:flow:{slot}"
+
+    def forecast(self, city: str, slot: int) -> str:
+        return f"{self.app}:{city}:fc:{slot}"
+
+    def embedding(self, city: str, uid: str) -> str:
+        return f"{self.app}:{city}:emb:{uid}"
+
+    def errors(self, city: str) -> str:
+        return f"{self.app}:{city}:err"
+
+    @property
+    def cities(self) -> str:
+        return f"{self.app}:cities"
+
+    @property
+    def watermarks(self) -> str:
+        return f"{self.app}:wm"
+
+    @property
+    def closed(self) -> str:
+        return f"{self.app}:closed"
+
+    @property
+    def assembled(self) -> str:
+        return f"{self.app}:assembled"
+
+    @property
+    def latest(self) -> str:
+        return f"{self.app}:latest"

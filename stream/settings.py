@@ -1,0 +1,84 @@
+"""Settings of the online commands: one frozen dataclass per process, built from CLI flags and MOBSTREAM_*."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from models.grid import GridSpec
+from models.slots import DEFAULT_ORIGIN
+from stream.exceptions import StreamError
+from stream.keys import Keys
+from stream.pings import Limits
+
+PINGS_TOPIC = "pings"
+DLQ_TOPIC = "pings-dlq"
+FORECASTS_TOPIC = "flow-forecasts"
+EMBEDDINGS_TOPIC = "user-embeddings"
+
+
+class SettingsError(StreamError):
+    """A worker or replay setting has a bad value."""
+
+
+@dataclass(frozen=True)
+class Topics:
+    pings: str = PINGS_TOPIC
+    dlq: str = DLQ_TOPIC
+    forecasts: str = FORECASTS_TOPIC
+    embeddings: str = EMBEDDINGS_TOPIC
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Everything `mobstream worker` runs with."""
+
+    bootstrap: str
+    redis_url: str
+    app: str = "mobstream"
+    topics: Topics = field(default_factory=Topics)
+    partitions: int = 4
+    lateness: float = 0.0
+    ttl: int = 172_800
+    batch_size: int = 500
+    batch_wait: float = 0.05
+    web_port: int = 6066
+    metrics_port: int = 9108
+    session_timeout: float = 6.0
+    origin: int = DEFAULT_ORIGIN
+    limits: Limits = field(default_factory=Limits)
+    forecaster: Path | None = None
+    embedder: Path | None = None
+    model_poll: float = 5.0
+    data_dir: Path = Path("var/worker")
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.partitions >= 1, "partitions", "must be >= 1"),
+            (self.lateness >= 0, "lateness", "must be >= 0 seconds"),
+            (self.ttl >= 3600, "ttl", "must be >= 3600 seconds (window keys would expire mid-window)"),
+            (self.batch_size >= 1, "batch_size", "must be >= 1"),
+            (self.batch_wait > 0, "batch_wait", "must be > 0 seconds"),
+            (self.session_timeout >= 1, "session_timeout", "must be >= 1 second"),
+            (self.app.replace("-", "").replace("_", "").isalnum(), "app", "must be letters, digits, - or _"),
+        ]
+        for ok, name, why in checks:
+            if not ok:
+                raise SettingsError(f"setting {name} (MOBSTREAM_{name.upper()}) = {getattr(self, name)!r} {why}")
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.app)
+
+
+def grid_limits(origin_lat: float, origin_lon: float, max_bytes: int) -> Limits:
+    """Limits for a grid whose south-west corner is (origin_lat, origin_lon)."""
+    from models.exceptions import GridError
+
+    try:
+        grid = GridSpec(origin_lat, origin_lon)
+    except GridError as exc:
+        raise SettingsError(f"settings grid_origin_lat/grid_origin_lon: {exc}") from exc
+    if max_bytes < 256:
+        raise SettingsError(f"setting max_message_bytes (MOBSTREAM_MAX_MESSAGE_BYTES) = {max_bytes} must be >= 256")
+    return Limits(grid=grid, max_bytes=max_bytes)

@@ -1,0 +1,124 @@
+"""The Faust worker: a thin agent that batches raw messages per partition and hands them to the Processor.
+
+Per-event Python overhead is what limits a Faust agent, so the agent takes raw bytes in batches
+(`take_events`), and `mobstream replay` packs many pings into one message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from stream import metrics as m
+from stream.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+
+class Runner:
+    """The agent's state: the Redis store and Processor (built on the worker's event loop), the DLQ."""
+
+    def __init__(self, settings: WorkerSettings, app, dlq_topic, outputs=None) -> None:
+        self.s = settings
+        self.app = app
+        self.dlq = dlq_topic
+        self.outputs = outputs
+        self.processor = None
+
+    def _build(self) -> None:
+        import redis.asyncio as aioredis
+
+        from stream.processor import Processor
+        from stream.windows.redis_store import RedisWindowStore
+
+        client = aioredis.Redis.from_url(self.s.redis_url)
+        store = RedisWindowStore(client, self.s.keys, self.s.ttl)
+        hooks = {}
+        if self.outputs is not None:
+            self.outputs.attach(client, self.app)
+            hooks = {"on_closed": self.outputs.on_closed, "on_assembled": self.outputs.on_assembled}
+        self.processor = Processor(store, self.s.limits, lateness=self.s.lateness, n_partitions=self.s.partitions,
+                                   origin=self.s.origin, **hooks)
+
+    async def handle(self, events) -> None:
+        if self.processor is None:
+            self._build()
+        by_part: dict[int, list] = defaultdict(list)
+        for e in events:
+            by_part[e.message.partition].append(e.message)
+        for part, msgs in by_part.items():
+            out = await self.processor.process(part, [(mm.key, mm.value) for mm in msgs])
+            last = msgs[-1]
+            for d in out.dead:
+                await self.dlq.send(key=d.key, value=d.value,
+                                    headers=d.headers(f"{last.topic}/{part}/{msgs[0].offset}-{last.offset}"))
+            self._lag(last)
+
+    def _lag(self, last) -> None:
+        now = time.time()
+        m.INGEST_LAG_SECONDS.observe(max(0.0, now - last.timestamp))  # faust gives seconds
+        try:
+            high = self.app.consumer.highwater(last.tp)
+        except Exception:  # the consumer may be mid-rebalance; lag is best effort
+            return
+        if high is not None:
+            m.CONSUMER_LAG.labels(str(last.partition)).set(max(0, high - last.offset - 1))
+
+
+def build_app(s: WorkerSettings, outputs=None):
+    """The Faust app with its one agent; nothing runs until a faust.Worker starts it."""
+    import faust
+
+    app = faust.App(
+        s.app,
+        broker=";".join(f"kafka://{b.strip()}" for b in s.bootstrap.split(",")),
+        store="memory://",
+        datadir=str(s.data_dir),
+        web_port=s.web_port,
+        web_enabled=s.web_port > 0,
+        topic_partitions=s.partitions,
+        topic_allow_declare=False,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=s.session_timeout,
+        broker_heartbeat_interval=max(0.5, s.session_timeout / 3),
+        broker_rebalance_timeout=s.session_timeout,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=max(4096, 4 * s.batch_size),
+        processing_guarantee="at_least_once",
+    )
+    pings = app.topic(s.topics.pings, key_type=bytes, value_type=bytes, key_serializer="raw",
+                      value_serializer="raw", partitions=s.partitions)
+    dlq = app.topic(s.topics.dlq, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    runner = Runner(s, app, dlq, outputs)
+
+    @app.agent(pings, name="ingest")
+    async def ingest(stream):
+        async for events in stream.take_events(s.batch_size, within=s.batch_wait):
+            await runner.handle(events)
+
+    return app
+
+
+def run(s: WorkerSettings, loglevel: str = "info") -> None:
+    """Create the topics, start the metrics endpoint, and run the Faust worker until it is stopped."""
+    import faust
+
+    from stream.outputs import Outputs
+    from stream.exceptions import ServiceError
+    from stream.services import create_topic
+
+    create_topic(s.bootstrap, s.topics.pings, s.partitions)
+    for name in (s.topics.dlq, s.topics.forecasts, s.topics.embeddings):
+        try:
+            create_topic(s.bootstrap, name, s.partitions)
+        except ServiceError as exc:  # an output topic may have any partition count
+            if "exists with" not in str(exc):
+                raise
+    Path(s.data_dir).mkdir(parents=True, exist_ok=True)
+    m.serve(s.metrics_port)
+    outputs = Outputs(s)
+    app = build_app(s, outputs)
+    log.info("worker %s: %s -> redis %s; %s", s.app, s.topics.pings, s.redis_url.split("@")[-1], outputs.describe())
+    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

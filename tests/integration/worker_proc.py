@@ -1,0 +1,61 @@
+"""Start and stop `mobstream worker` processes for integration tests (by pid, always cleaned up)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+
+from stream.services import free_port
+
+
+class WorkerProc:
+    def __init__(self, bootstrap: str, redis_url: str, topic: str, app: str, partitions: int, log: Path,
+                 extra: list[str] | None = None) -> None:
+        self.log = log
+        self.metrics_port = free_port()
+        argv = [sys.executable, "-m", "mobstream.cli", "worker", "--bootstrap", bootstrap, "--redis-url", redis_url,
+                "--pings-topic", topic, "--dlq-topic", f"{topic}-dlq", "--forecasts-topic", f"{topic}-fc",
+                "--embeddings-topic", f"{topic}-emb", "--app", app, "--partitions", str(partitions),
+                "--web-port", str(free_port()), "--metrics-port", str(self.metrics_port),
+                "--session-timeout", "6", "--batch-wait", "0.02", *(extra or [])]
+        env = dict(os.environ, MOBSTREAM_STATE_DIR=str(log.parent / "state"))
+        self.out = open(log, "ab")
+        self.proc = subprocess.Popen(argv, stdout=self.out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.out.close()
+
+    def tail(self, n: int = 3000) -> str:
+        return self.log.read_bytes()[-n:].decode(errors="replace")
+
+
+def wait_assembled(redis_url: str, app: str, slot: int, proc: WorkerProc | list, timeout: float = 90.0) -> None:
+    """Wait until every partition has closed `slot` and its flows are assembled."""
+    r = redis.Redis.from_url(redis_url)
+    procs = proc if isinstance(proc, list) else [proc]
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            got = r.get(f"{app}:assembled")
+            if got is not None and int(got) >= slot:
+                return
+            for p in procs:
+                if p.proc.poll() is not None:
+                    raise AssertionError(f"worker exited {p.proc.returncode}:\n{p.tail()}")
+            time.sleep(0.2)
+        raise AssertionError(f"slot {slot} not assembled after {timeout} s (assembled={got}):\n{procs[0].tail()}")
+    finally:
+        r.close()

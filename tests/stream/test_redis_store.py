@@ -1,0 +1,94 @@
+"""The Redis WindowStore and the batch processor against a real redis-server: idempotence, closing, assembly."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from models.slots import DEFAULT_ORIGIN, SLOT_SECONDS
+from stream.keys import Keys
+from stream.pings import Limits
+from stream.processor import Processor
+from stream.windows.redis_store import RedisWindowStore
+
+pytestmark = pytest.mark.integration
+
+
+def ping(uid, slot, x, y, off=5.0, city="A"):
+    return {"uid": uid, "ts": DEFAULT_ORIGIN + slot * SLOT_SECONDS + off, "x": x, "y": y, "city": city}
+
+
+def msg(*pings):
+    return (None, orjson.dumps(list(pings)))
+
+
+async def dump(r) -> dict:
+    out = {}
+    for key in sorted(await r.keys("*")):
+        kind = (await r.type(key)).decode()
+        if kind == "hash":
+            out[key] = await r.hgetall(key)
+        elif kind == "set":
+            out[key] = sorted(await r.smembers(key))
+        elif kind == "zset":
+            out[key] = await r.zrange(key, 0, -1, withscores=True)
+        else:
+            out[key] = await r.get(key)
+    return out
+
+
+@pytest.fixture
+async def aredis(redis_client, redis_url):
+    r = aioredis.Redis.from_url(redis_url)
+    yield r
+    await r.aclose()
+
+
+def processor(store, n_partitions=1, lateness=0.0):
+    return Processor(store, Limits(), lateness=lateness, n_partitions=n_partitions, origin=DEFAULT_ORIGIN)
+
+
+async def test_latest_event_time_wins_and_is_idempotent(aredis):
+    store = RedisWindowStore(aredis)
+    batch = [msg(ping(1, 0, 3, 3, off=100), ping(1, 0, 4, 4, off=50), ping(2, 0, 5, 5))]
+    proc = processor(store)
+    await proc.process(0, batch)
+    first = await dump(aredis)
+    await proc.process(0, batch)
+    assert await dump(aredis) == first
+    stored = await aredis.hget(Keys().user("A", "1"), "0")
+    assert stored.decode().endswith("|" + str((3 - 1) * 200 + 2))
+
+
+async def test_slot_close_writes_flows_of_the_shared_definition(aredis):
+    store = RedisWindowStore(aredis)
+    proc = processor(store)
+    out = await proc.process(0, [msg(ping(1, 0, 1, 1), ping(2, 0, 1, 1), ping(1, 1, 2, 1), ping(2, 1, 1, 1)),
+                                 msg(ping(3, 2, 9, 9))])
+    assert out.closed == [0, 1] and out.assembled == [("A", 0), ("A", 1)]
+    flows = await store.flows("A", [0, 1])
+    assert flows[0] == {0: (2, 0, 0)}
+    assert flows[1] == {0: (1, 0, 1), 1: (1, 1, 0)}
+
+
+async def test_late_ping_is_dead_lettered_not_counted(aredis):
+    store = RedisWindowStore(aredis)
+    proc = processor(store)
+    await proc.process(0, [msg(ping(1, 0, 1, 1), ping(2, 3, 1, 1))])
+    before = await store.flows("A", [0])
+    out = await proc.process(0, [msg(ping(5, 0, 7, 7))])
+    assert out.late == 1 and [d.reason for d in out.dead] == ["late"]
+    assert orjson.loads(out.dead[0].value)["uid"] == 5
+    assert await store.flows("A", [0]) == before
+
+
+async def test_assembly_waits_for_every_partition(aredis):
+    store = RedisWindowStore(aredis)
+    proc = processor(store, n_partitions=2)
+    out0 = await proc.process(0, [msg(ping(1, 0, 1, 1), ping(1, 1, 1, 1))])
+    assert out0.closed == [0] and out0.assembled == []
+    out1 = await proc.process(1, [msg(ping(2, 0, 1, 1), ping(2, 2, 2, 2))])
+    assert out1.assembled == [("A", 0)]
+    assert (await store.flows("A", [0]))[0] == {0: (2, 0, 0)}
