@@ -1,0 +1,113 @@
+"""How users are seen: bursty phone sessions (more by day, more when moving), missing days, location
+noise and masked test days. Turns a block's plans into sorted YJMob records.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.grid import GRID_SIZE, MASKED, cell_xy
+from models.slots import SLOTS_PER_DAY
+from training.synth.agents import Users
+from training.synth.routines import Plan
+
+SESSION_STAY = 2.6  # mean slots a phone session keeps reporting
+EVENT_STAY = 1.3
+# Relative chance that a session starts in each hour: phones are quiet at night.
+HOURLY_USE = np.array([0.25, 0.15, 0.1, 0.08, 0.08, 0.15, 0.45, 0.9, 1.1, 1.0, 0.9, 0.95,
+                       1.15, 1.0, 0.9, 0.9, 0.95, 1.05, 1.2, 1.2, 1.15, 1.05, 0.8, 0.5])
+SESSION_CDF = np.cumsum(np.repeat(HOURLY_USE, 2)) / np.repeat(HOURLY_USE, 2).sum()
+# Inverse-CDF lookup table: a gather instead of a binary search per session.
+_LUT_SIZE = 4096
+SESSION_LUT = np.searchsorted(SESSION_CDF, (np.arange(_LUT_SIZE) + 0.5) / _LUT_SIZE).astype(np.int64)
+
+
+def _mark_spans(mask: np.ndarray, first: np.ndarray, length: np.ndarray) -> None:
+    """Set mask[first[i] : first[i] + length[i]] for every i; one pass per slot of the longest span
+    (sessions are short, so this is a handful of vectorised passes)."""
+    pos, rem = first, length
+    while len(pos):
+        mask[pos] = True
+        keep = rem > 1
+        pos, rem = pos[keep] + 1, rem[keep] - 1
+
+
+def observed_slots(users: Users, plan: Plan, rng: np.random.Generator) -> np.ndarray:
+    """Sorted flat indices ud * 48 + t of the observed user-day slots of a block."""
+    n_ud = plan.start.shape[0]
+    days = n_ud // len(users)
+    uidx = np.repeat(np.arange(len(users)), days)
+    seen_today = rng.random(n_ud) >= users.absent[uidx]
+    # Day-to-day variation on top of the user's own rate: a gamma factor makes counts overdispersed.
+    n_sess = rng.poisson(users.sessions[uidx] * rng.gamma(2.0, 0.5, n_ud)) * seen_today
+    ud = np.repeat(np.arange(n_ud), n_sess)
+    first = SESSION_LUT[rng.integers(0, _LUT_SIZE, len(ud))]
+    length = rng.geometric(1.0 / SESSION_STAY, len(ud))
+
+    # Movement makes phones report: departures and arrivals are observed with a personal chance.
+    used = plan.end > plan.start
+    ev_slot = np.concatenate([plan.start, plan.start + plan.travel], axis=1)  # (n_ud, 2J)
+    ev_on = np.concatenate([used & (plan.start > 0), used & (plan.travel > 0)], axis=1)
+    ev_on &= (rng.random(ev_slot.shape) < users.event_obs[uidx][:, None]) & seen_today[:, None]
+    ev_on &= ev_slot < SLOTS_PER_DAY
+    e_ud, e_j = np.nonzero(ev_on)
+    ud = np.concatenate([ud, e_ud])
+    first = np.concatenate([first, ev_slot[e_ud, e_j]])
+    length = np.concatenate([length, rng.geometric(1.0 / EVENT_STAY, len(e_ud))])
+
+    length = np.minimum(length, SLOTS_PER_DAY - first)
+    mask = np.zeros(n_ud * SLOTS_PER_DAY, bool)
+    _mark_spans(mask, ud.astype(np.int64) * SLOTS_PER_DAY + first, length)
+    return np.flatnonzero(mask)
+
+
+def locate(users: Users, plan: Plan, ud: np.ndarray, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Cell id of each observed (user-day, slot): the first plan interval covering it, else home;
+    on the way (within the interval's travel time) a point on the line from its origin."""
+    days = plan.start.shape[0] // len(users)
+    u = ud // days
+    t8 = t.astype(np.int8)[:, None]  # int8 like the plan, so the (n, J) comparisons stay narrow
+    s = plan.start[ud]  # (n, J)
+    inside = (t8 >= s) & (t8 < plan.end[ud])
+    k = np.argmax(inside, axis=1)
+    fk = ud * plan.start.shape[1] + k  # flat (user-day, interval) index
+    hit = inside.reshape(-1)[np.arange(len(ud)) * plan.start.shape[1] + k]
+    s_k = plan.start.reshape(-1)[fk].astype(np.int64)
+    tr = plan.travel.reshape(-1)[fk].astype(np.int64)
+    dest = plan.dest.reshape(-1)[fk]
+    moving = hit & (t < s_k + tr)
+    cell = np.where(hit, dest, users.home[u])
+    if moving.any():
+        m = np.flatnonzero(moving)
+        ox, oy = cell_xy(plan.origin.reshape(-1)[fk[m]])
+        dx, dy = cell_xy(dest[m])
+        f = (t[m] - s_k[m] + rng.random(len(m))) / (tr[m] + 1)
+        mx = np.rint(ox + f * (dx - ox)).astype(np.int64)
+        my = np.rint(oy + f * (dy - oy)).astype(np.int64)
+        cell[m] = (my - 1) * GRID_SIZE + (mx - 1)
+    return cell
+
+
+def jitter(users: Users, u: np.ndarray, x: np.ndarray, y: np.ndarray, rng: np.random.Generator):
+    """GPS noise: with the user's own small chance a record lands in one of the 8 neighbouring cells."""
+    hit = np.flatnonzero(rng.random(len(u)) < users.noise[u])
+    step = rng.integers(0, 8, len(hit))
+    step = step + (step >= 4)  # skip the centre of the 3 x 3 block
+    x[hit] = np.clip(x[hit] + step % 3 - 1, 1, GRID_SIZE)
+    y[hit] = np.clip(y[hit] + step // 3 - 1, 1, GRID_SIZE)
+
+
+def block_records(users: Users, plan: Plan, mask_from: np.ndarray, rng: np.random.Generator):
+    """The block's rows (local user index, d, t, x, y), sorted by user, day, slot.
+
+    `mask_from[i]` is the first masked day of user i (days or more: none)."""
+    days = plan.start.shape[0] // len(users)
+    flat = observed_slots(users, plan, rng)
+    ud, t = flat // SLOTS_PER_DAY, flat % SLOTS_PER_DAY
+    u, d = ud // days, ud % days
+    x, y = cell_xy(locate(users, plan, ud, t, rng))
+    jitter(users, u, x, y, rng)
+    hidden = d >= mask_from[u]
+    x[hidden] = MASKED
+    y[hidden] = MASKED
+    return u, d, t, x, y
