@@ -169,3 +169,28 @@ def test_cli_down_without_services_is_a_no_op(tmp_path):
 
     result = CliRunner().invoke(app, ["down", "--state-dir", str(tmp_path)])
     assert result.exit_code == 0 and "nothing was running" in result.output
+
+
+def test_start_service_retries_a_lost_port_race_then_gives_up(tmp_path):
+    log = tmp_path / "x.log"
+    lose = [sys.executable, "-c", "print('bind: Address already in use'); raise SystemExit(1)"]
+    with pytest.raises(ServiceError, match="x exited with code 1"):
+        process.start_service("x", port=0, port_setting="S", argv_for=lambda p: lose, url_for=str,
+                              probe=lambda url: None, log=log, owned=True, timeout=10)
+    assert log.read_text().count("=== mobstream: starting x") == 3
+
+
+def _http_server(port: int) -> list[str]:
+    return [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+
+
+def test_start_service_waits_for_its_own_listener_and_stops_it(tmp_path):
+    server = _http_server
+    service = process.start_service("web", port=0, port_setting="S", argv_for=server,
+                                    url_for=lambda p: f"http://127.0.0.1:{p}/", probe=lambda url: None,
+                                    log=tmp_path / "web.log", owned=True, timeout=20)
+    try:
+        assert process.listens_on(service.pid, service.port) and process.is_running(service)
+    finally:
+        process.stop(service)
+    assert not process.is_running(service) and service.popen.returncode is not None
