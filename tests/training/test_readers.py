@@ -9,11 +9,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models.grid import GridSpec
 from models.slots import DEFAULT_ORIGIN
 from training.exceptions import DataFormatError
-from training.readers import ReadSummary, city_of, describe, read_all, read_chunks
+from training.readers import FORMATS, ReadSummary, city_of, describe, read_all, read_chunks
+from training.readers.csvparse import BlockParser
 
 GOOD = "uid,d,t,x,y\n1,0,0,5,5\n1,0,1,999,999\n1,0,2,200,1\n2,3,47,1,200\n"
 
@@ -183,3 +186,31 @@ def test_parquet_float_columns_must_be_whole(tmp_path):
     pq.write_table(pa.table({"uid": [1.0, 2.5], "d": [0, 0], "t": [0, 0], "x": [1, 1], "y": [1, 1]}), p)
     cols, s = read_all(p, strict=False)
     assert cols["uid"].tolist() == [1] and dict(s.bad) == {"not_integer:uid": 1}
+
+
+def test_gps_text_that_is_not_a_number(tmp_path):
+    p = write(tmp_path, "gps.csv", "uid,lat,lon,timestamp\n1,35.5,139.5,1767571200\n1,north,139.5,1767571200\n")
+    with pytest.raises(DataFormatError, match=r"gps\.csv:3: field lat: 'north' is not a number"):
+        read_all(p)
+
+
+LINE = st.one_of(
+    st.tuples(*[st.integers(-3, 1000)] * 5).map(lambda r: ",".join(map(str, r))),
+    st.sampled_from(["", ",,,,", "1,2,3", "1,2,3,4,5,6", "a,1,1,1,1", "1,1,1,1,1.5", " 7 ,1,1,1,1", "1,0,0,999,999", "\r"]),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(LINE, min_size=1, max_size=40))
+def test_column_path_agrees_with_by_hand_path(lines):
+    # the vectorised fallback and the line-by-line reader must report the same rows, lines and fields
+    parser = BlockParser("f.csv", list(FORMATS["yjmob"].fields))
+    data = ("\n".join(lines) + "\n").encode()
+    fast = parser._as_text(memoryview(data), 2)
+    slow = parser._by_hand(data, 2)
+    assert fast is not None
+    assert [(b.line, b.field, b.reason) for b in fast.bad] == [(b.line, b.field, b.reason) for b in slow.bad]
+    assert fast.line_numbers().tolist() == slow.line_numbers().tolist()
+    assert (fast.blank, fast.n_lines) == (slow.blank, slow.n_lines)
+    for k in fast.cols:
+        assert fast.cols[k].tolist() == slow.cols[k].tolist()

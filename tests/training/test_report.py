@@ -8,8 +8,11 @@ import subprocess
 import sys
 
 import pytest
+import typer
+from typer.testing import CliRunner
 
 from training.report import data_report
+from training.report_cli import data_report as data_report_command
 from training.report_cli import render_markdown, render_text, report_sections
 
 ROWS = """uid,d,t,x,y
@@ -82,12 +85,19 @@ def test_empty_dataset_reports_zeros(tmp_path):
     assert "valid records" in render_text(report_sections(r))
 
 
-def test_command_writes_json_and_strict_fails_cleanly(tiny, tmp_path):
-    out = tmp_path / "r.json"
-    cmd = [sys.executable, "-m", "mobstream.cli", "data-report", str(tiny)]
-    done = subprocess.run([*cmd, "--json", str(out)], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert "Busiest cells" in done.stdout and json.loads(out.read_text())["records"] == 7
-    done = subprocess.run([*cmd, "--strict"], capture_output=True, text=True, timeout=60)
+def test_command_writes_json_and_markdown(tiny, tmp_path):
+    app = typer.Typer()
+    app.command("data-report")(data_report_command)
+    app.command("unused")(lambda: None)  # two commands, so typer keeps the subcommand name
+    out, md = tmp_path / "r.json", tmp_path / "r.md"
+    done = CliRunner().invoke(app, ["data-report", str(tiny), "--json", str(out), "--markdown", str(md)])
+    assert done.exit_code == 0, done.output
+    assert "Busiest cells" in done.output and json.loads(out.read_text())["records"] == 7
+    assert md.read_text().startswith("### Dataset")
+
+
+def test_strict_command_fails_cleanly(tiny):
+    cmd = [sys.executable, "-m", "mobstream.cli", "data-report", str(tiny), "--strict"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert f"error: {tiny}:6: field y: 'x' is not an integer" in done.stderr
