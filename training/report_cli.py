@@ -49,9 +49,19 @@ def data_report(
     sections = report_sections(report)
     typer.echo(render_text(sections))
     if s.json_out:
-        s.json_out.write_text(jsonlib.dumps(report, indent=2) + "\n")
+        _write(s.json_out, jsonlib.dumps(report, indent=2) + "\n", "--json")
     if s.markdown_out:
-        s.markdown_out.write_text(render_markdown(sections))
+        _write(s.markdown_out, render_markdown(sections), "--markdown")
+
+
+def _write(path: Path, text: str, flag: str) -> None:
+    from training.exceptions import TrainingError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as exc:
+        raise TrainingError(f"{flag} {path}: cannot write: {exc.strerror or exc}") from exc
 
 
 def _dist_rows(report: dict, keys: list[tuple[str, str]]) -> list[tuple]:

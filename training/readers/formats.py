@@ -119,6 +119,10 @@ def _one_epoch(s: str | None) -> float:
     return when.timestamp()
 
 
+def _iso(ts: int) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _check_gps(cols: dict, ctx: Context) -> tuple[dict, list[Check]]:
     uid, lat, lon = cols["uid"], cols["lat"], cols["lon"]
     ts = epoch_seconds(cols["timestamp"])
@@ -130,7 +134,7 @@ def _check_gps(cols: dict, ctx: Context) -> tuple[dict, list[Check]]:
     checks = [
         Check("uid", "out_of_range", uid < 0, "{uid} is negative"),
         Check("timestamp", "bad_timestamp", ~good_ts, "{timestamp!r} is neither epoch seconds nor ISO-8601"),
-        Check("timestamp", "before_origin", slot < 0, f"{{timestamp!r}} is before the time origin {ctx.origin}"),
+        Check("timestamp", "before_origin", slot < 0, f"{{timestamp!r}} is before the time origin {_iso(ctx.origin)}"),
         Check("lat,lon", "not_finite", ~finite, "({lat}, {lon}) is not finite"),
         Check(
             "lat,lon",
