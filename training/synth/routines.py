@@ -83,7 +83,9 @@ def _works(users: A.Users, days: int, holidays: np.ndarray, rng: np.random.Gener
     # Hospitals and factories do not close on public holidays; offices and schools do.
     hol = np.concatenate([[False], holidays])[None, :] & (users.profile != A.NIGHT_SHIFT)[:, None]
     go = rng.random(sched.shape) < users.attendance[:, None]
-    return sched & ~hol & go
+    # Office workers now and then go in on a weekend day too.
+    extra = (users.profile == A.OFFICE)[:, None] & (d % 7 >= 5)[None, :] & (rng.random(sched.shape) < 0.04)
+    return (sched & ~hol & go) | extra
 
 
 def _travel_slots(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:
