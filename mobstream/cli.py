@@ -38,6 +38,9 @@ def _register() -> None:
 
     training_cli.register(app)
     stream_cli.register(app)
+    from mobstream.demo import demo
+
+    app.command("demo")(demo)
 
 
 @app.callback()
