@@ -214,3 +214,15 @@ def test_column_path_agrees_with_by_hand_path(lines):
     assert (fast.blank, fast.n_lines) == (slow.blank, slow.n_lines)
     for k in fast.cols:
         assert fast.cols[k].tolist() == slow.cols[k].tolist()
+
+
+def test_truncated_gzip_and_broken_parquet_are_clean_errors(tmp_path):
+    data = gzip.compress(("uid,d,t,x,y\n" + "".join(f"1,{i // 48},{i % 48},5,5\n" for i in range(20000))).encode())
+    p = tmp_path / "t.csv.gz"
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataFormatError, match="cannot decompress"):
+        read_all(p)
+    q = tmp_path / "b.parquet"
+    q.write_bytes(b"PAR1" + b"x" * 100)
+    with pytest.raises(DataFormatError, match="not a readable Parquet file"):
+        read_all(q)
