@@ -1,8 +1,8 @@
 """The data report: what a dataset holds (users, days, sampling, mobility, busiest cells, rhythm) and its bad rows.
 
 Rows come from the validated readers (so bad rows are counted by reason, with lines) and are
-streamed chunk by chunk into a temporary on-disk DuckDB table, whose aggregates run in bounded
-memory on files of any size.
+written chunk by chunk to a temporary Parquet file; DuckDB aggregates it within a memory limit,
+spilling to the temporary folder, so files of any size run in bounded memory.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ def data_report(
     ds = describe(path, fmt, city)
     summary = ReadSummary()
     with tempfile.TemporaryDirectory(prefix="mobstream-report-") as tmp:
-        con = duckdb.connect(str(Path(tmp) / "report.duckdb"), config={"memory_limit": memory_limit, "temp_directory": tmp})
+        con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": tmp})
         try:
-            _load(con, ds, summary, strict, grid, origin)
+            _load(con, ds, summary, strict, grid, origin, tmp)
             body = _poi(con) if ds.format == "poi" else _records(con, grid or GridSpec())
         finally:
             con.close()
@@ -47,19 +47,20 @@ def data_report(
     return {**head, **body, "reader": summary.to_dict()}
 
 
-def _load(con, ds: Dataset, summary: ReadSummary, strict: bool, grid, origin: int) -> None:
+def _load(con, ds: Dataset, summary: ReadSummary, strict: bool, grid, origin: int, tmp: str) -> None:
+    """Validated chunks -> a temporary Parquet file (row group by row group) -> the DuckDB view `rec`."""
+    import pyarrow.parquet as pq
+
     if ds.format == "poi":
-        con.execute("CREATE TABLE rec (x BIGINT, y BIGINT, category BIGINT, poi_count BIGINT)")
-        cols = ["x", "y", "category", "poi_count"]
+        schema = pa.schema([(c, pa.int64()) for c in ("x", "y", "category", "poi_count")])
     else:
-        con.execute("CREATE TABLE rec (uid BIGINT, d BIGINT, t BIGINT, x BIGINT, y BIGINT, masked BOOLEAN)")
-        cols = ["uid", "d", "t", "x", "y", "masked"]
-    for chunk in read_chunks(ds, strict=strict, summary=summary, grid=grid, origin=origin):
-        n = len(chunk[cols[0]])
-        batch = pa.table({c: chunk[c] if c in chunk else pa.repeat(False, n) for c in cols})
-        con.register("chunk", batch)
-        con.execute("INSERT INTO rec SELECT * FROM chunk")
-        con.unregister("chunk")
+        schema = pa.schema([(c, pa.int64()) for c in ("uid", "d", "t", "x", "y")] + [("masked", pa.bool_())])
+    path = str(Path(tmp) / "records.parquet")
+    with pq.ParquetWriter(path, schema, compression="snappy") as out:
+        for chunk in read_chunks(ds, strict=strict, summary=summary, grid=grid, origin=origin):
+            n = len(chunk[schema.names[0]])
+            out.write_table(pa.table({c: chunk[c] if c in chunk else pa.repeat(False, n) for c in schema.names}, schema=schema))
+    con.execute(f"CREATE VIEW rec AS SELECT * FROM read_parquet('{path}')")
 
 
 def _dist(row) -> dict:
