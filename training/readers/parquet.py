@@ -29,7 +29,7 @@ def parquet_chunks(path, fields: list[Field], batch_rows: int = BATCH_ROWS) -> I
     by_lower = {n.lower(): n for n in pf.schema_arrow.names}
     names = [by_lower[f.name] for f in fields]
     first = 1
-    for batch in pf.iter_batches(batch_size=batch_rows, columns=names):
+    for batch in _batches(pf, path, batch_rows, names):
         n = batch.num_rows
         bad_at: dict[int, BadRow] = {}
         cols = {}
@@ -47,6 +47,13 @@ def parquet_chunks(path, fields: list[Field], batch_rows: int = BATCH_ROWS) -> I
             lines = np.flatnonzero(keep) + first
         yield RawChunk(cols, first, n, lines, [bad_at[i] for i in sorted(bad_at)])
         first += n
+
+
+def _batches(pf: pq.ParquetFile, path, batch_rows: int, names: list[str]) -> Iterator[pa.RecordBatch]:
+    try:
+        yield from pf.iter_batches(batch_size=batch_rows, columns=names)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataFormatError(f"{path}: cannot read Parquet data: {exc}") from exc
 
 
 def _convert(arr: pa.Array, f: Field) -> tuple:
