@@ -41,6 +41,9 @@ def _register() -> None:
     from mobstream.demo import demo
 
     app.command("demo")(demo)
+    from dashboard import command as dashboard_command
+
+    app.command("dashboard")(dashboard_command.dashboard)
 
 
 @app.callback()

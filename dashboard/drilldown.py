@@ -1,0 +1,77 @@
+"""The cell drill-down panel: one cell's recent actuals, the forecasts made for them, and persistence."""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import data
+from dashboard.settings import DashboardSettings
+from models.grid import GRID_SIZE, cell_id
+from models.slots import SLOT_SECONDS, slot_start
+from stream import readers
+from stream.readers import CHANNELS, CellHistory
+
+SERIES = {"actual": [], "forecast": [6, 3], "persistence": [2, 2]}
+
+
+def history_frame(h: CellHistory, channel: str, origin: int) -> pd.DataFrame:
+    """Pure: long table (time, series, value) for one channel; the forecast extends one slot past now."""
+    c = CHANNELS.index(channel)
+    t = pd.to_datetime([slot_start(int(s), origin) for s in h.slots], unit="s", utc=True)
+    wide = pd.DataFrame({"time": t, "slot": h.slots, "actual": h.actual[:, c], "forecast": h.forecast[:, c],
+                         "persistence": h.persistence[:, c]})
+    return wide.melt(id_vars=["time", "slot"], var_name="series", value_name="value").dropna(subset=["value"])
+
+
+def errors_of(h: CellHistory, channel: str) -> tuple[float, float, int]:
+    """Mean absolute error of the forecasts and of persistence over slots that have both and an actual."""
+    c = CHANNELS.index(channel)
+    a, f, p = h.actual[:, c], h.forecast[:, c], h.persistence[:, c]
+    ok = np.isfinite(a) & np.isfinite(f) & np.isfinite(p)
+    if not ok.any():
+        return float("nan"), float("nan"), 0
+    return float(np.abs(f[ok] - a[ok]).mean()), float(np.abs(p[ok] - a[ok]).mean()), int(ok.sum())
+
+
+def chart(df: pd.DataFrame, title: str) -> alt.Chart:
+    return alt.Chart(df, title=title).mark_line(point=alt.OverlayMarkDef(size=18)).encode(
+        x=alt.X("time:T", title=None, axis=alt.Axis(format="%a %H:%M")),
+        y=alt.Y("value:Q", title="people"),
+        color=alt.Color("series:N", scale=alt.Scale(domain=list(SERIES), range=["#f5c542", "#00e5ff", "#8c8c8c"]),
+                        legend=alt.Legend(orient="top", title=None)),
+        strokeDash=alt.StrokeDash("series:N", scale=alt.Scale(domain=list(SERIES), range=list(SERIES.values())),
+                                  legend=None),
+        tooltip=["time:T", "slot:Q", "series:N", alt.Tooltip("value:Q", format=".2f")],
+    ).properties(height=300)
+
+
+def cell_inputs() -> tuple[int, int]:
+    st.session_state.setdefault("cell_x", 100)
+    st.session_state.setdefault("cell_y", 100)
+    a, b = st.columns(2)
+    x = a.number_input("x (east)", 1, GRID_SIZE, key="cell_x")
+    y = b.number_input("y (north)", 1, GRID_SIZE, key="cell_y")
+    return int(x), int(y)
+
+
+def panel(s: DashboardSettings, city: str, channel: str) -> None:
+    latest, _ = data.now(s)
+    if city not in latest:
+        st.info("No slot has closed yet: nothing to drill into.", icon="⏳")
+        return
+    x, y = cell_inputs()
+    end = latest[city]
+    h = readers.cell_history(data.client(s), data.keys(s), city, int(cell_id(x, y)), end, s.history_slots)
+    df = history_frame(h, channel, s.origin)
+    hours = s.history_slots * SLOT_SECONDS / 3600
+    st.altair_chart(chart(df, f"Cell ({x}, {y}) · {channel} · last {hours:g} h"), width="stretch")
+    model, persistence, n = errors_of(h, channel)
+    a, b = st.columns(2)
+    a.metric("Forecast MAE", "—" if n == 0 else f"{model:.2f}", help=f"over {n} slots with a forecast")
+    b.metric("Persistence MAE", "—" if n == 0 else f"{persistence:.2f}",
+             delta=None if n == 0 else f"{model - persistence:+.2f} model − persistence", delta_color="inverse")
+    if not np.isfinite(h.forecast).any():
+        st.caption("No forecasts stored for this cell: the worker's forecaster is off or has not run yet.")

@@ -1,0 +1,102 @@
+"""Fill a real Redis as a running stream would: flows through the stream's own Processor and
+RedisWindowStore; forecasts, embeddings and errors in the documented key formats (no writer exists yet)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import orjson
+import pandas as pd
+import redis
+
+from models.grid import cell_id
+from models.slots import replay_ts, slot_from_dt, slot_start
+from stream.keys import Keys
+from stream.pings import Limits
+from stream.processor import Processor
+from stream.windows.redis_store import RedisWindowStore
+
+
+async def _ingest(url: str, app: str, df: pd.DataFrame, city: str) -> list[tuple[str, int]]:
+    import redis.asyncio as aredis
+
+    r = aredis.from_url(url)
+    try:
+        proc = Processor(RedisWindowStore(r, Keys(app)), Limits(), lateness=0.0, n_partitions=1,
+                         origin=int(slot_start(0)))
+        df = df[df.x != 999]
+        ts = replay_ts(df.d.to_numpy(), df.t.to_numpy(), df.uid.to_numpy())
+        order = np.argsort(ts, kind="stable")
+        msgs = [(str(u).encode(), orjson.dumps({"uid": int(u), "ts": float(t), "x": int(x), "y": int(y), "city": city}))
+                for u, t, x, y in zip(df.uid.to_numpy()[order], ts[order], df.x.to_numpy()[order], df.y.to_numpy()[order])]
+        made = []
+        for i in range(0, len(msgs), 500):
+            made += (await proc.process(0, msgs[i:i + 500])).assembled
+        last = int(slot_from_dt(df.d.max(), 47))
+        made += (await proc.process(0, [(None, orjson.dumps({"watermark": slot_start(last + 1)}))])).assembled
+        return made
+    finally:
+        await r.aclose()
+
+
+def ingest(url: str, app: str, df: pd.DataFrame, city: str = "A") -> list[tuple[str, int]]:
+    """Run the rows (uid,d,t,x,y) through the stream's Processor; returns the (city, slot)s assembled."""
+    return asyncio.run(_ingest(url, app, df, city))
+
+
+def _fc_doc(v: np.ndarray, list_form: bool):
+    return v.tolist() if list_form else {"occ": float(v[0]), "in": float(v[1]), "out": float(v[2]), "v": "test"}
+
+
+def write_outputs(url: str, app: str, city: str, slots: list[int], dim: int = 32, seed: int = 0,
+                  list_form: bool = False) -> None:
+    """Forecasts (persistence with noise), errors and embeddings for the assembled slots, as documented:
+    fc:<s> cell -> {"occ","in","out"} (or [occ,in,out]); err slot -> {"model","persistence"}; emb:<uid> ->
+    {"slot","embedding"}."""
+    rng = np.random.default_rng(seed)
+    k = Keys(app)
+    r = redis.Redis.from_url(url)
+    try:
+        prev = None
+        for s in slots:
+            h = {int(c): np.array(v.split(b","), dtype=np.int64) for c, v in r.hgetall(k.flow(city, s)).items()}
+            fc = {c: np.clip(v + rng.normal(0, 0.6, 3), 0, None).round(3) for c, v in h.items()}
+            if fc:
+                r.hset(k.forecast(city, s), mapping={c: orjson.dumps(_fc_doc(v, list_form)) for c, v in fc.items()})
+            if prev is not None:
+                cells = sorted(set(h) | set(prev))
+                a = np.array([h.get(c, np.zeros(3)) for c in cells], dtype=float)
+                p = np.array([prev.get(c, np.zeros(3)) for c in cells], dtype=float)
+                r.hset(k.errors(city), s, orjson.dumps({"model": float(np.abs(p + 0.3 - a).mean()) * 0.8,
+                                                         "persistence": float(np.abs(p - a).mean())}))
+            prev = h
+        cells: dict[str, list[int]] = {}
+        for s in slots[-8:]:
+            for uid, v in r.hgetall(k.cells(city, s)).items():
+                cells.setdefault(uid.decode(), []).append(int(v.split(b"|")[1]))
+        for uid, seen in cells.items():
+            centre = np.mean([[c % 200, c // 200] for c in seen], axis=0) / 10.0
+            vec = np.concatenate([centre, rng.normal(0, 0.3, dim - 2)])
+            r.set(k.embedding(city, uid), orjson.dumps({"slot": slots[-1], "embedding": vec.round(4).tolist()}))
+    finally:
+        r.close()
+
+
+def city_frame(n_users: int = 120, days: int = 1, seed: int = 3) -> pd.DataFrame:
+    """A small city with a dense centre around (100, 100): rows uid,d,t,x,y."""
+    rng = np.random.default_rng(seed)
+    home = np.clip(rng.normal(100, 18, (n_users, 2)), 1, 200).astype(int)
+    work = np.clip(rng.normal(100, 6, (n_users, 2)), 1, 200).astype(int)
+    rows = []
+    for u in range(n_users):
+        for slot in range(days * 48):
+            if rng.random() < 0.5:
+                t = slot % 48
+                x, y = work[u] if 18 <= t < 36 else home[u]
+                rows.append((u, slot // 48, t, int(x), int(y)))
+    return pd.DataFrame(rows, columns=["uid", "d", "t", "x", "y"])
+
+
+def cell_of(x: int, y: int) -> int:
+    return int(cell_id(x, y))

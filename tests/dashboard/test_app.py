@@ -1,0 +1,126 @@
+"""The dashboard page under Streamlit's AppTest, against a real redis-server filled by the stream's writers."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from stream.services import free_port
+from tests.dashboard import fill
+
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+
+
+def _env(monkeypatch, url: str, app: str, **extra) -> None:
+    for k in ("MOBSTREAM_METRICS_URLS", "MOBSTREAM_GRID_ORIGIN_LAT", "MOBSTREAM_GRID_ORIGIN_LON", "MOBSTREAM_LABELS"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("MOBSTREAM_REDIS_URL", url)
+    monkeypatch.setenv("MOBSTREAM_APP", app)
+    for k, v in extra.items():
+        monkeypatch.setenv(f"MOBSTREAM_{k.upper()}", str(v))
+
+
+def _text(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success") for e in getattr(at, kind)]
+    parts += [f"{m.label}={m.value}" for m in at.metric]
+    return "\n".join(str(p) for p in parts)
+
+
+def _run(at: AppTest) -> AppTest:
+    at.run(timeout=60)
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.fixture(scope="module")
+def filled(redis_url):
+    """One city, one day, forecasts + errors + embeddings: (url, app, last slot)."""
+    app = f"d{uuid.uuid4().hex[:8]}"
+    made = fill.ingest(redis_url, app, fill.city_frame())
+    fill.write_outputs(redis_url, app, "A", [s for _, s in made])
+    return redis_url, app, made[-1][1]
+
+
+def test_map_renders_actuals(filled, monkeypatch):
+    url, app, last = filled
+    _env(monkeypatch, url, app)
+    at = _run(AppTest.from_file(APP, default_timeout=60))
+    text = _text(at)
+    assert f"Last closed slot={last}" in text
+    assert "Actual occupancy" in text and "Sun 2026-01-05" not in text
+    assert "Mon 2026-01-05 23:30–00:00 UTC" in text
+    assert at.get("image"), "the heatmap image is missing"
+    assert not at.error
+
+
+@pytest.mark.parametrize("view", ["forecast", "error"])
+def test_forecast_and_error_views(filled, monkeypatch, view):
+    url, app, _ = filled
+    _env(monkeypatch, url, app)
+    at = _run(AppTest.from_file(APP, default_timeout=60))
+    at.radio(key="view").set_value(view)
+    _run(at)
+    assert f"{view.capitalize()} occupancy" in _text(at)
+    assert not at.warning, [w.value for w in at.warning]
+
+
+def test_empty_state_before_any_slot_closed(redis_url, monkeypatch):
+    _env(monkeypatch, redis_url, f"empty{uuid.uuid4().hex[:6]}")
+    at = _run(AppTest.from_file(APP, default_timeout=60))
+    assert "No slot has closed yet" in _text(at)
+    assert not at.error
+
+
+def test_redis_down_shows_message_not_traceback(monkeypatch):
+    _env(monkeypatch, f"redis://127.0.0.1:{free_port()}/0", "down")
+    at = _run(AppTest.from_file(APP, default_timeout=60))
+    assert at.error and "Redis is unreachable" in at.error[0].value
+    assert "MOBSTREAM_REDIS_URL" in at.error[0].value
+
+
+def test_bad_setting_is_a_message(monkeypatch, redis_url):
+    _env(monkeypatch, redis_url, "x", refresh="fast")
+    at = _run(AppTest.from_file(APP, default_timeout=60))
+    assert at.error and "MOBSTREAM_REFRESH" in at.error[0].value
+
+
+def test_drilldown_follows_cell_inputs(filled, monkeypatch):
+    url, app, _ = filled
+    _env(monkeypatch, url, app)
+    at = _run(AppTest.from_file(APP, default_timeout=60))
+    hot = at.session_state["_top_cells"].iloc[0]
+    at.number_input(key="cell_x").set_value(int(hot.x))
+    at.number_input(key="cell_y").set_value(int(hot.y))
+    _run(at)
+    text = _text(at)
+    assert "Forecast MAE=" in text and "Forecast MAE=—" not in text
+    charts = at.get("vega_lite_chart")
+    assert any(f"Cell ({int(hot.x)}, {int(hot.y)})" in c.proto.spec for c in charts)
+
+
+def test_embeddings_scatter_and_colors(filled, monkeypatch, tmp_path):
+    url, app, _ = filled
+    labels = tmp_path / "labels_cityA.csv"
+    labels.write_text("uid,home_x,home_y,work_x,work_y,commuter,profile\n"
+                      + "".join(f"{u},100,100,101,101,{u % 2},p{u % 3}\n" for u in range(120)))
+    _env(monkeypatch, url, app, labels=labels)
+    at = _run(AppTest.from_file(APP, default_timeout=60))
+    assert "Users=120" in _text(at)
+    options = at.selectbox(key="emb_color").options
+    assert {"slots seen (of 8)", "km from home (labels)", "label: commuter", "label: profile"} <= set(options)
+    for choice in ("slots seen (of 8)", "km from home (labels)", "label: profile"):
+        at.selectbox(key="emb_color").set_value(choice)
+        _run(at)
+        assert not at.error, [e.value for e in at.error]
+
+
+def test_system_panel_without_metrics_urls_and_with_error_history(filled, monkeypatch):
+    url, app, _ = filled
+    _env(monkeypatch, url, app)
+    at = _run(AppTest.from_file(APP, default_timeout=60))
+    text = _text(at)
+    assert "MOBSTREAM_METRICS_URLS" in text
+    assert "Model MAE (last slot)=" in text and "Persistence MAE (last slot)=" in text
