@@ -1,0 +1,202 @@
+"""stream/security.py: settings validation, the aiokafka/Faust/redis-py kwargs, and a real password-protected Redis."""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from mobstream.settings import opt
+from stream.security import (
+    KafkaSecurity,
+    RedisSecurity,
+    SecurityError,
+    aiokafka_kwargs,
+    check_redis,
+    faust_kwargs,
+    redis_kwargs,
+    with_security,
+)
+
+
+@pytest.fixture(scope="module")
+def pems(tmp_path_factory) -> dict[str, Path]:
+    """A self-signed CA certificate and its key (openssl), usable as CA file and as client cert/key."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl binary not found (Debian package openssl)")
+    d = tmp_path_factory.mktemp("pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")], check=True, capture_output=True)
+    return {"cert": d / "cert.pem", "key": d / "key.pem"}
+
+
+def test_default_is_plaintext_and_adds_nothing_to_faust():
+    sec = KafkaSecurity()
+    assert aiokafka_kwargs(sec) == {"security_protocol": "PLAINTEXT"}
+    assert faust_kwargs(sec) == {}
+
+
+@pytest.mark.parametrize("mech", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_sasl_plaintext_maps_to_aiokafka(mech):
+    kw = aiokafka_kwargs(KafkaSecurity("SASL_PLAINTEXT", mech, "alice", "s3cret"))
+    assert kw == {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": mech,
+                  "sasl_plain_username": "alice", "sasl_plain_password": "s3cret"}
+
+
+def test_sasl_ssl_with_ca_builds_a_verifying_context(pems):
+    sec = KafkaSecurity("SASL_SSL", "SCRAM-SHA-256", "alice", "s3cret", ca_file=pems["cert"])
+    kw = aiokafka_kwargs(sec)
+    assert kw["security_protocol"] == "SASL_SSL"
+    ctx = kw["ssl_context"]
+    assert isinstance(ctx, ssl.SSLContext) and ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    assert any("localhost" in str(c.get("subject")) for c in ctx.get_ca_certs())
+
+
+def test_faust_credentials_give_faust_the_same_aiokafka_kwargs(pems):
+    """faust's own mapping (credentials_to_aiokafka_auth) must reproduce ours, SSL and SASL alike."""
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    for sec in (KafkaSecurity("SSL", ca_file=pems["cert"], cert_file=pems["cert"], key_file=pems["key"]),
+                KafkaSecurity("SASL_SSL", "SCRAM-SHA-512", "bob", "pw", ca_file=pems["cert"]),
+                KafkaSecurity("SASL_PLAINTEXT", "PLAIN", "bob", "pw")):
+        theirs = credentials_to_aiokafka_auth(faust_kwargs(sec)["broker_credentials"])
+        ours = aiokafka_kwargs(sec)
+        assert theirs["security_protocol"] == ours["security_protocol"]
+        for k in ("sasl_mechanism", "sasl_plain_username", "sasl_plain_password"):
+            assert theirs.get(k) == ours.get(k)
+        assert (theirs.get("ssl_context") is None) == (ours.get("ssl_context") is None)
+
+
+def test_faust_app_accepts_the_credentials():
+    import faust
+
+    app = faust.App("sec-test", broker="kafka://127.0.0.1:1", **faust_kwargs(KafkaSecurity("SASL_PLAINTEXT",
+                                                                                           "PLAIN", "u", "p")))
+    assert app.conf.broker_credentials.username == "u"
+
+
+@pytest.mark.parametrize("kw, setting", [
+    ({"protocol": "TLS"}, "MOBSTREAM_KAFKA_SECURITY_PROTOCOL"),
+    ({"protocol": "SASL_SSL", "mechanism": "GSSAPI", "username": "u", "password": "p"}, "MOBSTREAM_KAFKA_SASL_MECHANISM"),
+    ({"protocol": "SASL_PLAINTEXT", "password": "p"}, "MOBSTREAM_KAFKA_SASL_USERNAME"),
+    ({"protocol": "SASL_PLAINTEXT", "username": "u"}, "MOBSTREAM_KAFKA_SASL_PASSWORD"),
+    ({"username": "u", "password": "p"}, "MOBSTREAM_KAFKA_SECURITY_PROTOCOL"),
+    ({"protocol": "SSL", "ca_file": Path("/nonexistent/ca.pem")}, "MOBSTREAM_KAFKA_SSL_CA_FILE"),
+])
+def test_bad_kafka_settings_name_the_variable(kw, setting):
+    with pytest.raises(SecurityError, match=setting):
+        KafkaSecurity(**kw)
+
+
+def test_tls_files_need_a_tls_protocol_and_cert_needs_key(pems):
+    with pytest.raises(SecurityError, match="use SSL or SASL_SSL"):
+        KafkaSecurity(ca_file=pems["cert"])
+    with pytest.raises(SecurityError, match="MOBSTREAM_KAFKA_SSL_KEY_FILE"):
+        KafkaSecurity("SSL", cert_file=pems["cert"])
+
+
+def test_passwords_stay_out_of_repr():
+    text = repr(KafkaSecurity("SASL_PLAINTEXT", "PLAIN", "u", "hunter2")) + repr(RedisSecurity("ro", "hunter3"))
+    assert "hunter" not in text
+
+
+def test_redis_kwargs_password_user_and_tls(pems):
+    assert redis_kwargs("redis://h:6379/0", RedisSecurity()) == {}
+    assert redis_kwargs("redis://h:6379/0", RedisSecurity("dash", "pw")) == {"username": "dash", "password": "pw"}
+    kw = redis_kwargs("rediss://h:6380/0", RedisSecurity(password="pw", ca_file=pems["cert"]))
+    assert kw == {"password": "pw", "ssl_cert_reqs": "required", "ssl_check_hostname": True,
+                  "ssl_ca_certs": str(pems["cert"])}
+    mtls = redis_kwargs("rediss://h/0", RedisSecurity(cert_file=pems["cert"], key_file=pems["key"]))
+    assert mtls["ssl_certfile"] == str(pems["cert"]) and mtls["ssl_keyfile"] == str(pems["key"])
+
+
+def test_redis_kwargs_build_real_clients(pems):
+    import redis
+
+    url = "rediss://h:6380/0"
+    client = redis.Redis.from_url(url, **redis_kwargs(url, RedisSecurity("dash", "pw", ca_file=pems["cert"])))
+    conn = client.connection_pool.connection_kwargs
+    assert conn["username"] == "dash" and conn["ssl_ca_certs"] == str(pems["cert"])
+    assert client.connection_pool.connection_class is redis.SSLConnection
+
+
+def test_redis_settings_conflicts_name_the_variable(pems):
+    with pytest.raises(SecurityError, match="rediss://"):
+        redis_kwargs("redis://h/0", RedisSecurity(ca_file=pems["cert"]))
+    with pytest.raises(SecurityError, match="MOBSTREAM_REDIS_PASSWORD"):
+        redis_kwargs("redis://:a@h/0", RedisSecurity(password="b"))
+    with pytest.raises(SecurityError, match="MOBSTREAM_REDIS_PASSWORD"):
+        RedisSecurity(username="dash")
+
+
+def test_with_security_adds_flags_with_env_vars_and_builds_the_objects(monkeypatch):
+    app = typer.Typer()
+    got = {}
+
+    @app.command()
+    @with_security(kafka=True, redis=True)
+    def cmd(n: int = opt(1, "n", "N."), kafka_security=None, redis_security=None):
+        """Test command."""
+        got.update(n=n, k=kafka_security, r=redis_security)
+
+    runner = CliRunner()
+    help_text = runner.invoke(app, ["--help"], env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"}).output
+    for var in ("MOBSTREAM_KAFKA_SECURITY_PROTOCOL", "MOBSTREAM_KAFKA_SASL_PASSWORD", "MOBSTREAM_REDIS_SSL_CA_FILE"):
+        assert var in help_text
+    env = {"MOBSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "MOBSTREAM_KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
+           "MOBSTREAM_KAFKA_SASL_USERNAME": "w", "MOBSTREAM_KAFKA_SASL_PASSWORD": "pw",
+           "MOBSTREAM_REDIS_PASSWORD": "rpw"}
+    res = runner.invoke(app, ["--n", "5"], env=env)
+    assert res.exit_code == 0, res.output
+    assert got["n"] == 5 and got["k"] == KafkaSecurity("SASL_PLAINTEXT", "SCRAM-SHA-256", "w", "pw")
+    assert got["r"] == RedisSecurity(password="rpw")
+
+
+@pytest.fixture
+def protected_redis(tmp_path):
+    from stream.services import start_redis, stop
+
+    svc = start_redis(tmp_path, password="correct horse")
+    yield svc
+    stop(svc)
+
+
+@pytest.mark.integration
+def test_password_protected_redis_accepts_the_setting_and_names_it_on_refusal(protected_redis):
+    bare = f"redis://127.0.0.1:{protected_redis.port}/0"
+    check_redis(bare, RedisSecurity(password="correct horse"))
+    check_redis(protected_redis.url, RedisSecurity())  # the password in the URL works too
+    with pytest.raises(SecurityError, match="refused the credentials.*MOBSTREAM_REDIS_PASSWORD") as exc:
+        check_redis(bare, RedisSecurity(password="wrong"))
+    assert "wrong" not in str(exc.value) and "correct horse" not in str(exc.value)
+    with pytest.raises(SecurityError, match="needs a password: set redis_password .MOBSTREAM_REDIS_PASSWORD"):
+        check_redis(bare, RedisSecurity())
+
+
+@pytest.mark.integration
+def test_redis_acl_user_read_only_on_the_app_keys(protected_redis):
+    """The dashboard's recommended ACL user reads mobstream:* keys and cannot write them (docs/security.md)."""
+    import redis
+
+    admin = redis.Redis.from_url(protected_redis.url)
+    try:
+        admin.set("mobstream:probe", "1")
+        admin.execute_command("ACL", "SETUSER", "dashboard", "on", ">dash-pw", "resetkeys", "~mobstream:*",
+                              "resetchannels", "-@all", "+@read", "+ping", "+info", "+client|setinfo")
+        bare = f"redis://127.0.0.1:{protected_redis.port}/0"
+        sec = RedisSecurity("dashboard", "dash-pw")
+        check_redis(bare, sec)
+        ro = redis.Redis.from_url(bare, **redis_kwargs(bare, sec))
+        assert ro.get("mobstream:probe") == b"1"
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            ro.set("mobstream:probe", "2")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            ro.get("other:key")
+        ro.close()
+    finally:
+        admin.close()
