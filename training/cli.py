@@ -16,3 +16,4 @@ def register(app: typer.Typer) -> None:
     from training.synth.command import register as register_generate; register_generate(app)  # noqa: E702
     from training.report_cli import data_report  # light module: DuckDB is imported inside the command
     app.command("data-report")(data_report)
+    from training.nextloc_eval import command as eval_nextloc; evaluate_app.command("nextloc")(eval_nextloc)  # noqa: E702
