@@ -95,6 +95,7 @@ def run_generate(out: Path, users: int, days: int, workers: int) -> dict:
     return {
         "wall_s": wall,
         "cpu_s": sum(rss.cpu.values()),  # sampled: misses at most the last 50 ms of each process
+        "main_cpu_s": rss.cpu.get(p.pid, 0.0),
         "peak_tree_rss": peak,
         "max_child_rss": after.ru_maxrss * 1024,
         "rows": meta["rows"],
@@ -154,7 +155,7 @@ def main() -> None:
             floor = io_floor(scratch / "floor.csv", r["rows"])
             print(
                 f"run {i + 1}: generate {a.users:,} users x {a.days} days (city A, {a.workers} workers): "
-                f"{r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU, {r['rows']:,} rows "
+                f"{r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU (main process {r['main_cpu_s']:.1f} s), {r['rows']:,} rows "
                 f"({r['bytes'] / 2**30:.2f} GiB), {r['rows'] / r['wall_s'] / 1e6:.2f} M rows/s, "
                 f"peak RSS {r['peak_tree_rss'] / 2**30:.2f} GiB (process tree, summed; largest single "
                 f"process {r['max_child_rss'] / 2**30:.2f} GiB)"

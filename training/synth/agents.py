@@ -121,7 +121,7 @@ def build_users(city: City, n: int, uid0: int, rng: np.random.Generator) -> User
         duration=duration,
         travel=travel,
         trip_mult=rng.lognormal(-0.125, 0.5, n),
-        sessions=rng.lognormal(np.log(8.5) - 0.32, 0.8, n),
+        sessions=rng.lognormal(np.log(9.5) - 0.32, 0.8, n),
         absent=rng.beta(1.0, 7.0, n),
         event_obs=rng.beta(2.0, 3.0, n),
         noise=rng.beta(1.0, 25.0, n),

@@ -22,14 +22,27 @@ _LUT_SIZE = 4096
 SESSION_LUT = np.searchsorted(SESSION_CDF, (np.arange(_LUT_SIZE) + 0.5) / _LUT_SIZE).astype(np.int64)
 
 
-def _mark_spans(mask: np.ndarray, first: np.ndarray, length: np.ndarray) -> None:
-    """Set mask[first[i] : first[i] + length[i]] for every i; one pass per slot of the longest span
-    (sessions are short, so this is a handful of vectorised passes)."""
+def _paint(grid: np.ndarray, first: np.ndarray, length: np.ndarray, value) -> None:
+    """grid[first[i] : first[i] + length[i]] = value for every i; one vectorised pass per slot of
+    the longest span (spans are short, so this is a handful of passes)."""
     pos, rem = first, length
     while len(pos):
-        mask[pos] = True
+        grid[pos] = value
         keep = rem > 1
         pos, rem = pos[keep] + 1, rem[keep] - 1
+
+
+def interval_grid(plan: Plan) -> np.ndarray:
+    """(n_ud * 48,) int8: for every user-day slot the plan interval the user is in, -1 for home.
+    Painted from the lowest priority up, so the first covering interval wins."""
+    n_ud, n_int = plan.start.shape
+    grid = np.full(n_ud * SLOTS_PER_DAY, -1, np.int8)
+    base = np.arange(n_ud, dtype=np.int64) * SLOTS_PER_DAY
+    for j in range(n_int - 1, -1, -1):
+        length = plan.end[:, j].astype(np.int64) - plan.start[:, j]
+        on = np.flatnonzero(length > 0)
+        _paint(grid, base[on] + plan.start[on, j], length[on], j)
+    return grid
 
 
 def observed_slots(users: Users, plan: Plan, rng: np.random.Generator) -> np.ndarray:
@@ -57,24 +70,22 @@ def observed_slots(users: Users, plan: Plan, rng: np.random.Generator) -> np.nda
 
     length = np.minimum(length, SLOTS_PER_DAY - first)
     mask = np.zeros(n_ud * SLOTS_PER_DAY, bool)
-    _mark_spans(mask, ud.astype(np.int64) * SLOTS_PER_DAY + first, length)
+    _paint(mask, ud.astype(np.int64) * SLOTS_PER_DAY + first, length, True)
     return np.flatnonzero(mask)
 
 
-def locate(users: Users, plan: Plan, ud: np.ndarray, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Cell id of each observed (user-day, slot): the first plan interval covering it, else home;
-    on the way (within the interval's travel time) a point on the line from its origin."""
+def locate(users: Users, plan: Plan, flat: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Cell id of each observed user-day slot (flat = ud * 48 + t): the first plan interval covering
+    it, else home; on the way (within the interval's travel time) a point on the line from its origin."""
     days = plan.start.shape[0] // len(users)
-    u = ud // days
-    t8 = t.astype(np.int8)[:, None]  # int8 like the plan, so the (n, J) comparisons stay narrow
-    s = plan.start[ud]  # (n, J)
-    inside = (t8 >= s) & (t8 < plan.end[ud])
-    k = np.argmax(inside, axis=1)
-    fk = ud * plan.start.shape[1] + k  # flat (user-day, interval) index
-    hit = inside.reshape(-1)[np.arange(len(ud)) * plan.start.shape[1] + k]
+    ud, t = flat // SLOTS_PER_DAY, flat % SLOTS_PER_DAY
+    k = interval_grid(plan)[flat].astype(np.int64)
+    hit = k >= 0
+    fk = ud * plan.start.shape[1] + np.maximum(k, 0)  # flat (user-day, interval) index
     s_k = plan.start.reshape(-1)[fk].astype(np.int64)
     tr = plan.travel.reshape(-1)[fk].astype(np.int64)
     dest = plan.dest.reshape(-1)[fk]
+    u = ud // days
     moving = hit & (t < s_k + tr)
     cell = np.where(hit, dest, users.home[u])
     if moving.any():
@@ -105,7 +116,7 @@ def block_records(users: Users, plan: Plan, mask_from: np.ndarray, rng: np.rando
     flat = observed_slots(users, plan, rng)
     ud, t = flat // SLOTS_PER_DAY, flat % SLOTS_PER_DAY
     u, d = ud // days, ud % days
-    x, y = cell_xy(locate(users, plan, ud, t, rng))
+    x, y = cell_xy(locate(users, plan, flat, rng))
     jitter(users, u, x, y, rng)
     hidden = d >= mask_from[u]
     x[hidden] = MASKED
