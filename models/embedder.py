@@ -1,0 +1,85 @@
+"""The inference wrapper of the trajectory encoder: windows in, 512-d float32 embeddings out (online and offline).
+
+The stream worker calls `TrajectoryEmbedder.load(path).embed(x, y, mask, end_slot)` once per closed slot
+for all active users; offline jobs use `embed_windows` and `embed_users` (a user's whole sequence).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models import checkpoint
+from models.encoder import KIND, EncoderConfig, TrajectoryEncoder
+from models.exceptions import ModelsError
+from models.slots import WINDOW_SLOTS
+from models.windows import Windows, model_input, tiled_windows
+
+
+class EmbedderError(ModelsError):
+    """Windows handed to the embedder have the wrong shape or type."""
+
+
+class TrajectoryEmbedder:
+    def __init__(self, model: TrajectoryEncoder, version: str, batch_size: int = 4096, device: torch.device | None = None):
+        self.device = device or checkpoint.device()
+        self.model = model.to(self.device).eval()
+        self.version = version
+        self.kind = KIND
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, path: str | Path, batch_size: int = 4096) -> "TrajectoryEmbedder":
+        ck = checkpoint.load(path, KIND)
+        model = TrajectoryEncoder(EncoderConfig(**ck["model_args"]))
+        model.load_state_dict(ck["state_dict"])
+        return cls(model, ck["version"], batch_size=batch_size)
+
+    @property
+    def dim(self) -> int:
+        return self.model.cfg.dim
+
+    def embed(self, x: np.ndarray, y: np.ndarray, mask: np.ndarray, end_slot) -> np.ndarray:
+        """(N, 8) cells and mask (True = observed) of windows ending at `end_slot` -> (N, 512) float32.
+
+        `end_slot` is one int for all windows (the online case) or an (N,) array.
+        """
+        mask = np.asarray(mask)
+        if mask.ndim != 2 or mask.shape[1] != WINDOW_SLOTS or np.shape(x) != mask.shape or np.shape(y) != mask.shape:
+            raise EmbedderError(
+                f"embed expects x, y, mask of shape (N, {WINDOW_SLOTS}); got x {np.shape(x)}, y {np.shape(y)}, mask {mask.shape}"
+            )
+        if mask.dtype != bool:
+            raise EmbedderError(f"embed expects a bool mask (True = observed), got dtype {mask.dtype}")
+        inp = torch.from_numpy(model_input(x, y, mask, end_slot))
+        out = np.empty((len(mask), self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for i in range(0, len(mask), self.batch_size):
+                e = self.model.embed(inp[i : i + self.batch_size].to(self.device))
+                out[i : i + len(e)] = e.float().cpu().numpy()
+        return out
+
+    def embed_windows(self, w: Windows) -> np.ndarray:
+        return self.embed(w.x, w.y, w.mask, w.end_slot)
+
+    def embed_users(self, uid, slot, x, y) -> tuple[np.ndarray, np.ndarray]:
+        """A user's whole (multi-day) sequence -> one 512-d profile: the mean of the embeddings of the
+        back-to-back 8-slot windows that tile it (each observation is embedded exactly once).
+
+        Returns (uids (U,) sorted, embeddings (U, 512)).
+        """
+        return mean_by_user(*self._tiles(uid, slot, x, y))
+
+    def _tiles(self, uid, slot, x, y) -> tuple[np.ndarray, np.ndarray]:
+        w = tiled_windows(uid, slot, x, y)
+        return w.uid, self.embed_windows(w)
+
+
+def mean_by_user(uid: np.ndarray, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean embedding per uid: (U,) sorted uids and (U, D) float32."""
+    users, inv = np.unique(uid, return_inverse=True)
+    sums = np.zeros((len(users), emb.shape[1]), dtype=np.float64)
+    np.add.at(sums, inv, emb)
+    return users, (sums / np.bincount(inv, minlength=len(users))[:, None]).astype(np.float32)
