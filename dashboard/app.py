@@ -84,15 +84,19 @@ def main() -> None:
         with data.guard("Forecast error", s):
             health.error_panel(s, city)
 
-    tab_map, tab_users, tab_system = st.tabs(["Flow map", "Embeddings", "System"])
-    with tab_map:
-        live_map()
-        st.subheader("Cell drill-down")
-        cell()
-    with tab_users:
-        users()
-    with tab_system:
-        system()
+    # Lazy tabs: only the open tab runs, so a refresh pays for what is on screen.
+    tab_map, tab_users, tab_system = st.tabs(["Flow map", "Embeddings", "System"], key="tab", on_change="rerun")
+    if tab_map.open:
+        with tab_map:
+            live_map()
+            st.subheader("Cell drill-down")
+            cell()
+    if tab_users.open:
+        with tab_users:
+            users()
+    if tab_system.open:
+        with tab_system:
+            system()
 
 
 main()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -36,16 +35,23 @@ def errors_of(h: CellHistory, channel: str) -> tuple[float, float, int]:
     return float(np.abs(f[ok] - a[ok]).mean()), float(np.abs(p[ok] - a[ok]).mean()), int(ok.sum())
 
 
-def chart(df: pd.DataFrame, title: str) -> alt.Chart:
-    return alt.Chart(df, title=title).mark_line(point=alt.OverlayMarkDef(size=18)).encode(
-        x=alt.X("time:T", title=None, axis=alt.Axis(format="%a %H:%M")),
-        y=alt.Y("value:Q", title="people"),
-        color=alt.Color("series:N", scale=alt.Scale(domain=list(SERIES), range=["#f5c542", "#00e5ff", "#8c8c8c"]),
-                        legend=alt.Legend(orient="top", title=None)),
-        strokeDash=alt.StrokeDash("series:N", scale=alt.Scale(domain=list(SERIES), range=list(SERIES.values())),
-                                  legend=None),
-        tooltip=["time:T", "slot:Q", "series:N", alt.Tooltip("value:Q", format=".2f")],
-    ).properties(height=300)
+def chart(title: str) -> dict:
+    """Vega-Lite spec (a plain dict: no Altair validation on every refresh) for history_frame's table."""
+    names = list(SERIES)
+    return {
+        "title": title, "height": 300, "mark": {"type": "line", "point": {"size": 18}},
+        "encoding": {
+            "x": {"field": "time", "type": "temporal", "title": None, "axis": {"format": "%a %H:%M"}},
+            "y": {"field": "value", "type": "quantitative", "title": "people"},
+            "color": {"field": "series", "type": "nominal", "legend": {"orient": "top", "title": None},
+                      "scale": {"domain": names, "range": ["#f5c542", "#00e5ff", "#8c8c8c"]}},
+            "strokeDash": {"field": "series", "type": "nominal", "legend": None,
+                           "scale": {"domain": names, "range": list(SERIES.values())}},
+            "tooltip": [{"field": "time", "type": "temporal", "format": "%a %H:%M"},
+                        {"field": "slot", "type": "quantitative"}, {"field": "series", "type": "nominal"},
+                        {"field": "value", "type": "quantitative", "format": ".2f"}],
+        },
+    }
 
 
 def cell_inputs() -> tuple[int, int]:
@@ -67,7 +73,7 @@ def panel(s: DashboardSettings, city: str, channel: str) -> None:
     h = readers.cell_history(data.client(s), data.keys(s), city, int(cell_id(x, y)), end, s.history_slots)
     df = history_frame(h, channel, s.origin)
     hours = s.history_slots * SLOT_SECONDS / 3600
-    st.altair_chart(chart(df, f"Cell ({x}, {y}) · {channel} · last {hours:g} h"), width="stretch")
+    st.vega_lite_chart(df, chart(f"Cell ({x}, {y}) · {channel} · last {hours:g} h"), width="stretch")
     model, persistence, n = errors_of(h, channel)
     a, b = st.columns(2)
     a.metric("Forecast MAE", "—" if n == 0 else f"{model:.2f}", help=f"over {n} slots with a forecast")

@@ -3,7 +3,6 @@ of the users selected in it."""
 
 from __future__ import annotations
 
-import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -27,7 +26,7 @@ class Projection:
 
         self.dim = emb.shape[1]
         self.saved = saved is not None
-        self.pca = saved if saved is not None else PCA(n_components=2, svd_solver="randomized",
+        self.pca = saved if saved is not None else PCA(n_components=2, svd_solver="covariance_eigh",
                                                         random_state=0).fit(emb)
 
     def __call__(self, emb: np.ndarray) -> np.ndarray:
@@ -104,19 +103,21 @@ def color_options(s: DashboardSettings) -> list[str]:
     return opts
 
 
-def scatter(df: pd.DataFrame, color: str) -> alt.Chart:
-    enc = {}
+def scatter(df: pd.DataFrame, color: str) -> tuple[pd.DataFrame, dict]:
+    """(data, Vega-Lite spec) of the PCA scatter with a rectangle selection named "brush"."""
+    enc = {"x": {"field": "pc1", "type": "quantitative", "title": "PC 1"},
+           "y": {"field": "pc2", "type": "quantitative", "title": "PC 2"},
+           "tooltip": [{"field": "uid", "type": "nominal"}]}
     if color != NO_COLOR:
         # Vega-Lite reads ':' in a field name as a type suffix: plot the column under a plain name.
         df = df.rename(columns={color: "value"})
         numeric = pd.api.types.is_numeric_dtype(df["value"]) and df["value"].nunique() > 8
-        enc["color"] = alt.Color(f"value:{'Q' if numeric else 'N'}", title=color,
-                                 scale=alt.Scale(scheme="viridis" if numeric else "tableau10"))
-    brush = alt.selection_interval(name="brush", encodings=["x", "y"])
-    return alt.Chart(df).mark_circle(size=14, opacity=0.75).encode(
-        x=alt.X("pc1:Q", title="PC 1"), y=alt.Y("pc2:Q", title="PC 2"),
-        tooltip=["uid:N"] + ([alt.Tooltip("value", title=color)] if color != NO_COLOR else []), **enc,
-    ).add_params(brush).properties(height=480)
+        enc["color"] = {"field": "value", "type": "quantitative" if numeric else "nominal", "title": color,
+                        "scale": {"scheme": "viridis" if numeric else "tableau10"}}
+        enc["tooltip"].append({"field": "value", "title": color})
+    spec = {"height": 480, "mark": {"type": "circle", "size": 14, "opacity": 0.75}, "encoding": enc,
+            "params": [{"name": "brush", "select": {"type": "interval", "encodings": ["x", "y"]}}]}
+    return df, spec
 
 
 def selected(df: pd.DataFrame, event) -> list[str]:
@@ -163,7 +164,7 @@ def panel(s: DashboardSettings, city: str) -> None:
             df[color] = lab[color[len("label: "):]].to_numpy()
     left, right = st.columns([3, 2])
     with left:
-        event = st.altair_chart(scatter(df, color), on_select="rerun", key="emb_scatter", width="stretch")
+        event = st.vega_lite_chart(*scatter(df, color), on_select="rerun", key="emb_scatter", width="stretch")
     with right:
         pick = selected(df, event)
         if not pick:

@@ -59,6 +59,14 @@ def image(fr: MapFrame, mark: tuple[int, int] | None = None) -> bytes:
     return render.png(big)
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def rendered(view: str, channel: str, slot: int, actual, forecast_next, forecast_now, mark):
+    """(frame, PNG, hottest cells) of one view; cached on its inputs, so a refresh within a slot only
+    hashes the grids instead of drawing them again."""
+    fr = frame(view, channel, slot, actual, forecast_next, forecast_now)
+    return fr, image(fr, mark), top_cells(fr.values, fr.blank)
+
+
 def top_cells(values: np.ndarray, blank: np.ndarray, n: int = 12) -> pd.DataFrame:
     """The n cells of largest |value| as a table (x, y, cell id, value)."""
     flat = np.where(blank, 0, np.abs(np.nan_to_num(values))).ravel()
@@ -100,13 +108,13 @@ def panel(s: DashboardSettings, city: str, view: str, channel: str) -> None:
     slot = latest[city]
     header(s, city, slot, wm)
     url = data.redis_url(s)
-    fr = frame(view, channel, slot, data.flows(url, s.app, city, slot),
-               data.forecasts(url, s.app, city, slot) if view == "forecast" else None,
-               data.forecasts(url, s.app, city, slot - 1) if view == "error" else None)
-    if fr.note:
-        st.warning(fr.note, icon="ℹ️")
     mark = (st.session_state.get("cell_x"), st.session_state.get("cell_y"))
     mark = mark if None not in mark else None
+    fr, png, table = rendered(view, channel, slot, data.flows(url, s.app, city, slot),
+                              data.forecasts(url, s.app, city, slot) if view == "forecast" else None,
+                              data.forecasts(url, s.app, city, slot - 1) if view == "error" else None, mark)
+    if fr.note:
+        st.warning(fr.note, icon="ℹ️")
     left, right = st.columns([3, 2])
     with left:
         st.markdown(f"**{view.capitalize()} {channel}** — {VIEW_HELP[view]} · {slot_label(fr.slot, s.origin)}")
@@ -115,7 +123,7 @@ def panel(s: DashboardSettings, city: str, view: str, channel: str) -> None:
             st.pydeck_chart(render.deck(render.colorize(fr.values, fr.scale, fr.blank), fr.blank, spec),
                             height=640)
         else:
-            st.image(image(fr, mark), width="stretch")
+            st.image(png, width="stretch")
         lo, hi = fr.scale.vmin, fr.scale.vmax
         st.image(render.legend(fr.scale), width=256)
         st.caption(f"{lo:g} → {hi:g}{' (log scale)' if fr.scale.log else ''}; grid lines every 50 cells "
@@ -126,7 +134,6 @@ def panel(s: DashboardSettings, city: str, view: str, channel: str) -> None:
         k1.metric("Active cells", f"{int((~fr.blank).sum()):,}")
         k2.metric("Total" if view != "error" else "Mean |error|",
                   f"{np.nansum(vals):,.0f}" if view != "error" else f"{np.nanmean(np.abs(vals)) if vals.size else 0:.2f}")
-        table = top_cells(fr.values, fr.blank)
         st.session_state["_top_cells"] = table
         st.markdown("**Hottest cells** (click a row to drill down)")
         st.dataframe(table, hide_index=True, key="top_cells_table", on_select=_pick_from_table,

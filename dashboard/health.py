@@ -3,7 +3,6 @@ error beside persistence's, with short time series kept in the browser session."
 
 from __future__ import annotations
 
-import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -28,15 +27,23 @@ def series(rows: list[metrics.Rates]) -> pd.DataFrame:
     }).set_index("time")
 
 
-def error_chart(err: dict[str, np.ndarray]) -> alt.Chart:
+def error_chart(err: dict[str, np.ndarray]) -> tuple[pd.DataFrame, dict]:
+    """(data, Vega-Lite spec): the model's and persistence's MAE per closed slot."""
     df = pd.DataFrame({"slot": err["slot"], "model": err["model"], "persistence": err["persistence"]})
     long = df.melt(id_vars=["slot"], value_vars=["model", "persistence"], var_name="forecast", value_name="MAE")
-    return alt.Chart(long.dropna()).mark_line(point=True).encode(
-        x=alt.X("slot:Q", title="slot", axis=alt.Axis(format="d")), y=alt.Y("MAE:Q"),
-        color=alt.Color("forecast:N", scale=alt.Scale(domain=["model", "persistence"], range=["#00e5ff", "#8c8c8c"]),
-                        legend=alt.Legend(orient="top", title=None)),
-        tooltip=["slot:Q", "forecast:N", alt.Tooltip("MAE:Q", format=".3f")],
-    ).properties(height=220, title="Live forecast error (mean |forecast − actual| per closed slot)")
+    spec = {
+        "title": "Live forecast error (mean |forecast − actual| per closed slot)", "height": 220,
+        "mark": {"type": "line", "point": True},
+        "encoding": {
+            "x": {"field": "slot", "type": "quantitative", "axis": {"format": "d"}},
+            "y": {"field": "MAE", "type": "quantitative"},
+            "color": {"field": "forecast", "type": "nominal", "legend": {"orient": "top", "title": None},
+                      "scale": {"domain": ["model", "persistence"], "range": ["#00e5ff", "#8c8c8c"]}},
+            "tooltip": [{"field": "slot", "type": "quantitative"}, {"field": "forecast", "type": "nominal"},
+                        {"field": "MAE", "type": "quantitative", "format": ".3f"}],
+        },
+    }
+    return long.dropna(), spec
 
 
 def workers_panel(s: DashboardSettings) -> None:
@@ -86,4 +93,4 @@ def error_panel(s: DashboardSettings, city: str) -> None:
     a.metric("Model MAE (last slot)", f"{m:.3f}")
     b.metric("Persistence MAE (last slot)", f"{p:.3f}", delta=f"{m - p:+.3f} model − persistence",
              delta_color="inverse")
-    st.altair_chart(error_chart(err), width="stretch")
+    st.vega_lite_chart(*error_chart(err), width="stretch")

@@ -11,6 +11,7 @@ so a small change there does not blank the dashboard.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,25 +46,44 @@ def watermarks(r, keys: Keys) -> dict[int, float]:
     return {int(p): float(v) for p, v in r.hgetall(keys.watermarks).items()}
 
 
+def _b(v) -> bytes:
+    return v if isinstance(v, bytes) else str(v).encode()
+
+
 def _flow_values(vals: list, key: str) -> np.ndarray:
     """b"occ,in,out" values -> (N, 3) int64."""
     if not vals:
         return np.zeros((0, 3), dtype=np.int64)
+    vals = list(map(_b, vals))
+    flat = None
+    if all(v.count(b",") == 2 for v in vals):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # older numpy warns instead of raising
+                flat = np.fromstring(b",".join(vals), dtype=np.int64, sep=",")
+        except ValueError:
+            flat = None
+    if flat is None or flat.size != 3 * len(vals):
+        bad = next((v for v in vals if v.count(b",") != 2 or not v.replace(b",", b"").isdigit()), vals[0])
+        raise ReadError(f"{key}: value {_s(bad)!r} is not 'occ,in,out' integers")
+    return flat.reshape(len(vals), 3)  # (N, 3)
+
+
+def _cell_ids(h: dict, key: str, size: int) -> np.ndarray:
     try:
-        flat = np.array(b",".join(v if isinstance(v, bytes) else v.encode() for v in vals).split(b","))
-        return flat.astype(np.int64).reshape(len(vals), 3)  # (N, 3)
+        cells = np.array(list(map(int, h.keys())), dtype=np.int64)
     except ValueError as exc:
-        raise ReadError(f"{key}: a value is not 'occ,in,out' integers ({exc})") from exc
+        raise ReadError(f"{key}: a field is not a cell id ({exc})") from exc
+    if cells.min() < 0 or cells.max() >= size * size:
+        raise ReadError(f"{key}: cell id outside 0..{size * size - 1}")
+    return cells
 
 
 def parse_flows(h: dict, key: str, size: int = GRID_SIZE) -> np.ndarray:
     """A flow hash (cell -> "occ,in,out") -> dense (3, size, size) int64, zero where a cell is absent."""
     grid = np.zeros((3, size * size), dtype=np.int64)
     if h:
-        cells = np.fromiter((int(c) for c in h.keys()), dtype=np.int64, count=len(h))
-        if cells.min() < 0 or cells.max() >= size * size:
-            raise ReadError(f"{key}: cell id outside 0..{size * size - 1}")
-        grid[:, cells] = _flow_values(list(h.values()), key).T
+        grid[:, _cell_ids(h, key, size)] = _flow_values(list(h.values()), key).T
     return grid.reshape(3, size, size)  # (C, y, x)
 
 
@@ -92,16 +112,28 @@ def _triple(doc, key: str) -> tuple[float, float, float]:
     raise ReadError(f"{key}: forecast value {doc!r:.60} is neither [occ, in, out] nor an object")
 
 
+def _triples(docs: list, key: str) -> np.ndarray:
+    """Many forecast values -> (N, 3) float32: the common shapes in one comprehension, the rest one by one."""
+    try:
+        if isinstance(docs[0], dict) and "occ" in docs[0]:
+            return np.array([(d["occ"], d["in"], d["out"]) for d in docs], dtype=np.float32)
+        if isinstance(docs[0], list):
+            return np.array([d[:3] for d in docs], dtype=np.float32)
+    except (KeyError, TypeError, ValueError):
+        pass
+    return np.asarray([_triple(d, key) for d in docs], dtype=np.float32)
+
+
 def parse_forecasts(h: dict, key: str, size: int = GRID_SIZE) -> np.ndarray:
     """A forecast hash (cell -> JSON) -> dense (3, size, size) float32, NaN where no forecast was made."""
     grid = np.full((3, size * size), np.nan, dtype=np.float32)
     if h:
-        cells = np.fromiter((int(c) for c in h.keys()), dtype=np.int64, count=len(h))
+        cells = _cell_ids(h, key, size)
         try:
-            docs = orjson.loads(b"[" + b",".join(v if isinstance(v, bytes) else v.encode() for v in h.values()) + b"]")
+            docs = orjson.loads(b"[" + b",".join(map(_b, h.values())) + b"]")
         except orjson.JSONDecodeError as exc:
             raise ReadError(f"{key}: a value is not JSON ({exc})") from exc
-        grid[:, cells] = np.asarray([_triple(d, key) for d in docs], dtype=np.float32).T
+        grid[:, cells] = _triples(docs, key).T
     return grid.reshape(3, size, size)  # (C, y, x)
 
 

@@ -29,6 +29,12 @@ def _text(at: AppTest) -> str:
     return "\n".join(str(p) for p in parts)
 
 
+def _open(tab: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["tab"] = tab
+    return at
+
+
 def _run(at: AppTest) -> AppTest:
     at.run(timeout=60)
     assert not at.exception, [e.value for e in at.exception]
@@ -107,7 +113,7 @@ def test_embeddings_scatter_and_colors(filled, monkeypatch, tmp_path):
     labels.write_text("uid,home_x,home_y,work_x,work_y,commuter,profile\n"
                       + "".join(f"{u},100,100,101,101,{u % 2},p{u % 3}\n" for u in range(120)))
     _env(monkeypatch, url, app, labels=labels)
-    at = _run(AppTest.from_file(APP, default_timeout=60))
+    at = _run(_open("Embeddings"))
     assert "Users=120" in _text(at)
     options = at.selectbox(key="emb_color").options
     assert {"slots seen (of 8)", "km from home (labels)", "label: commuter", "label: profile"} <= set(options)
@@ -120,7 +126,14 @@ def test_embeddings_scatter_and_colors(filled, monkeypatch, tmp_path):
 def test_system_panel_without_metrics_urls_and_with_error_history(filled, monkeypatch):
     url, app, _ = filled
     _env(monkeypatch, url, app)
-    at = _run(AppTest.from_file(APP, default_timeout=60))
+    at = _run(_open("System"))
     text = _text(at)
     assert "MOBSTREAM_METRICS_URLS" in text
     assert "Model MAE (last slot)=" in text and "Persistence MAE (last slot)=" in text
+
+
+def test_tabs_are_lazy(filled, monkeypatch):
+    url, app, _ = filled
+    _env(monkeypatch, url, app)
+    at = _run(AppTest.from_file(APP, default_timeout=60))
+    assert "Users=" not in _text(at) and "Last closed slot=" in _text(at)
