@@ -5,6 +5,8 @@ the time to format and write the same number of rows of a trivial numpy array wi
 (training.synth.csvfmt), measured in the same run. Targets: <= 60 s and <= 4 GB on 2 cores.
 
     .venv/bin/python bench/bench_generate.py [--users 100000] [--days 75] [--workers 2] [--repeat 1]
+    .venv/bin/python bench/bench_generate.py --realism          # figures of the demo city
+    .venv/bin/python bench/bench_generate.py --stages --writer-check 10000000 --users 0
 """
 
 from __future__ import annotations
@@ -135,6 +137,79 @@ def writer_check(path: Path, rows: int) -> None:
           f"(csvfmt is {t_pa / t_np:.1f}x faster)")
 
 
+def realism(out: Path) -> None:
+    """Figures of the demo city (defaults: city A, 6,000 users x 28 days) quoted in docs/synthetic_city.md."""
+    import pandas as pd
+
+    from training.synth.generate import SynthSettings, generate
+
+    generate(SynthSettings(out=out, workers=2))
+    df = pd.read_csv(out / "cityA_challengedata.csv")
+    lab = pd.read_csv(out / "labels_cityA.csv")
+    n_ud = len(lab) * (df.d.max() + 1)
+    per = df.groupby(["uid", "d"]).size()
+    print(f"demo city: {len(df):,} rows; {len(df) / n_ud:.1f} records per user-day; per observed user-day mean "
+          f"{per.mean():.1f}, p10/p50/p90 {per.quantile(.1):.0f}/{per.median():.0f}/{per.quantile(.9):.0f}; "
+          f"user-days observed {len(per) / n_ud:.0%}; masked rows {(df.x == 999).sum():,}")
+    m = df[df.x != 999].merge(lab, on="uid")
+    home = (m.x == m.home_x) & (m.y == m.home_y)
+    work = (m.x == m.work_x) & (m.y == m.work_y) & ~home
+    day, wd = m.t.between(20, 33), m.d % 7 < 5
+    print(f"at the home cell 0:00-5:00: {home[m.t < 10].mean():.0%}")
+    for c in (1, 0):
+        s = m.commuter == c
+        print(f"commuter={c}: at the work cell 10:00-17:00 on weekdays {work[s & day & wd].mean():.0%}, "
+              f"on weekends {work[s & day & ~wd].mean():.0%}")
+    km = np.hypot(lab.home_x - lab.work_x, lab.home_y - lab.work_y) / 2
+    ck = km[lab.commuter == 1]
+    print(f"home-work distance of commuters: median {ck.median():.1f} km, {(ck <= 1).mean():.0%} within 1 km")
+    share = work[day & wd].groupby(m.uid[day & wd]).mean().reindex(lab.uid).fillna(0)
+    acc = max(((share > th) == (lab.commuter == 1).values).mean() for th in np.linspace(0, 1, 101))
+    print(f"best single-feature rule (weekday-daytime share at the labelled work cell > threshold): accuracy {acc:.0%}")
+    ms = m.sort_values(["uid", "d", "t"])
+    same = (ms.uid.values[1:] == ms.uid.values[:-1]) & (ms.d.values[1:] == ms.d.values[:-1])
+    moved = same & ((ms.x.values[1:] != ms.x.values[:-1]) | (ms.y.values[1:] != ms.y.values[:-1]))
+    h = ms.t.values[1:] // 2
+    rate = np.bincount(h[moved], minlength=24) / np.maximum(np.bincount(h[same], minlength=24), 1)
+    print("records by hour (%):", np.round(np.bincount(df.t // 2, minlength=24) / len(df) * 100, 1).tolist())
+    print("records in a new cell since the previous one that day, by hour (%):", np.round(rate * 100).astype(int).tolist())
+
+
+def stages(blocks: int = 10) -> None:
+    """CPU per row of each stage of a worker's block (city A, 500-user blocks x 75 days)."""
+    from models.grid import cell_xy
+    from training.synth import agents, generate as gen, observe
+    from training.synth.city import build_city
+    from training.synth.routines import plan_days
+
+    city = build_city("A", gen.CITY_SHAPES["A"], gen._seq(0, 0, 0))
+    users_all = agents.build_users(city, blocks * gen.BLOCK_USERS, 0, gen._seq(0, 0, 1))
+    hol = gen.holidays(0, 75)
+    cpu: dict[str, float] = {}
+    rows = 0
+    for b in range(blocks):
+        users = users_all.slice(b * gen.BLOCK_USERS, (b + 1) * gen.BLOCK_USERS)
+        rng = gen._seq(0, 0, 2, b)
+        t = [time.process_time()]
+        plan = plan_days(users, 75, hol, city, rng)
+        t.append(time.process_time())
+        flat = observe.observed_slots(users, plan, rng)
+        t.append(time.process_time())
+        x, y = cell_xy(observe.locate(users, plan, flat, rng))
+        t.append(time.process_time())
+        ud = flat // 48
+        observe.jitter(users, ud // 75, x, y, rng)
+        words = csvfmt.uid_words(users.uid)[ud // 75]
+        t.append(time.process_time())
+        csvfmt.rows_bytes(words, ud % 75, flat % 48, x, y)
+        t.append(time.process_time())
+        for name, a, z in zip(("plans", "observation", "locate", "noise+ids", "format"), t, t[1:]):
+            cpu[name] = cpu.get(name, 0.0) + z - a
+        rows += len(flat)
+    per = ", ".join(f"{k} {v / rows * 1e9:.0f} ns" for k, v in cpu.items())
+    print(f"CPU per row by stage ({rows:,} rows): {per}; total {sum(cpu.values()) / rows * 1e9:.0f} ns")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", type=int, default=100_000)
@@ -143,14 +218,21 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--writer-check", type=int, default=0, metavar="ROWS",
                     help="also time pyarrow.csv against csvfmt on ROWS trivial rows")
+    ap.add_argument("--realism", action="store_true", help="only print the demo city's realism figures")
+    ap.add_argument("--stages", action="store_true", help="also print CPU per row of each stage of a block")
     ap.add_argument("--dir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     a = ap.parse_args()
     print(f"machine: {machine()}")
     scratch = Path(tempfile.mkdtemp(prefix="bench_generate_", dir=a.dir))
     try:
+        if a.realism:
+            realism(scratch / "demo")
+            return
+        if a.stages:
+            stages()
         if a.writer_check:
             writer_check(scratch / "check.csv", a.writer_check)
-        for i in range(a.repeat):
+        for i in range(a.repeat if a.users > 0 else 0):
             r = run_generate(scratch / "out", a.users, a.days, a.workers)
             floor = io_floor(scratch / "floor.csv", r["rows"])
             print(

@@ -46,7 +46,7 @@ def rows_bytes(uid_word: np.ndarray, d: np.ndarray, t: np.ndarray, x: np.ndarray
 
 
 def table_bytes(header: str, columns: list[np.ndarray]) -> bytes:
-    """A small CSV file of integer columns of any size (POI and label files): plain, not fast."""
+    """A small CSV file from columns of any values (POI and label files): plain `str`, not fast."""
     lines = [header]
     lines += [",".join(map(str, row)) for row in zip(*(c.tolist() for c in columns))]
     return ("\n".join(lines) + "\n").encode()
