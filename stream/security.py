@@ -13,7 +13,7 @@ import ssl
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from mobstream.settings import env, opt
 from stream.exceptions import StreamError
@@ -148,10 +148,10 @@ def redis_kwargs(url: str, sec: RedisSecurity) -> dict[str, Any]:
     parts = urlsplit(url)
     kw: dict[str, Any] = {}
     if sec.password:
-        if parts.password:
-            # redis-py lets the URL win silently; two passwords are a configuration error, not a choice.
-            raise SecurityError(f"setting redis_password ({env('redis_password')}) is set and "
-                                f"MOBSTREAM_REDIS_URL holds a password too: keep one")
+        if parts.password and unquote(parts.password) != sec.password:
+            # redis-py lets the URL win silently; two different passwords are a configuration error.
+            raise SecurityError(f"setting redis_password ({env('redis_password')}) differs from the password "
+                                f"in MOBSTREAM_REDIS_URL: keep one")
         kw["password"] = sec.password
         if sec.username:
             kw["username"] = sec.username

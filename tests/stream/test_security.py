@@ -130,6 +130,8 @@ def test_redis_settings_conflicts_name_the_variable(pems):
         redis_kwargs("redis://h/0", RedisSecurity(ca_file=pems["cert"]))
     with pytest.raises(SecurityError, match="MOBSTREAM_REDIS_PASSWORD"):
         redis_kwargs("redis://:a@h/0", RedisSecurity(password="b"))
+    # `mobstream services up` reads the same variable and records the URL with it: the same password is fine.
+    assert redis_kwargs("redis://:p%40ss@h/0", RedisSecurity(password="p@ss")) == {"password": "p@ss"}
     with pytest.raises(SecurityError, match="MOBSTREAM_REDIS_PASSWORD"):
         RedisSecurity(username="dash")
 
