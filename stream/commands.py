@@ -25,7 +25,7 @@ def worker(
     partitions: int = opt(4, "partitions", PARTITIONS_HELP),
     lateness: float = opt(0.0, "lateness", "Allowed lateness in seconds: watermark = max event time - lateness."),
     ttl: int = opt(172_800, "ttl", "Seconds every window key lives after its last write."),
-    batch_size: int = opt(500, "batch_size", "Kafka messages per agent batch."),
+    batch_size: int = opt(2000, "batch_size", "Kafka messages per agent batch."),
     batch_wait: float = opt(0.05, "batch_wait", "Seconds to wait for a batch to fill."),
     web_port: int = opt(6066, "web_port", "Faust web port (0 = off); each worker on a host needs its own."),
     metrics_port: int = opt(9108, "metrics_port", "Prometheus /metrics port (0 = off); each worker its own."),

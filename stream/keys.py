@@ -3,9 +3,11 @@
 All keys start with "<app>:" (setting `app`, default "mobstream"); city-scoped keys with
 "<app>:<city>:". Window state expires (setting `ttl`), so memory stays bounded.
 
-  <app>:<city>:u:<uid>            hash  slot -> "ts_ms|cell"  the user's latest ping per slot (latest ts
-                                        wins; fields older than the 8-slot window are trimmed at close)
-  <app>:<city>:act:<slot>:p<part> set   uids that partition <part> saw in <slot> (who to close)
+  <app>:<city>:cells:<slot>       hash  uid -> "ts_ms|cell"  each user's latest ping in the slot (latest
+                                        event time wins); a user's 8-slot window is HGET uid on the
+                                        window's 8 slot hashes (absent = not seen: the mask)
+  <app>:<city>:act:<slot>:p<part> set   uids partition <part> saw in <slot>: whom it closes, and purges
+                                        from cells:<slot> once no window needs the slot (8 slots on)
   <app>:<city>:flowp:<slot>:p<part> hash cell -> "occ,in,out"  partition <part>'s share of a closed slot
   <app>:<city>:pslots             zset  slots having partial flows (score = slot), to assemble
   <app>:<city>:flow:<slot>        hash  cell -> "occ,in,out"  the city's flows of a closed slot: sum of
@@ -33,8 +35,8 @@ class Keys:
     def city(self, city: str) -> str:
         return f"{self.app}:{city}:"
 
-    def user(self, city: str, uid: str) -> str:
-        return f"{self.app}:{city}:u:{uid}"
+    def cells(self, city: str, slot: int) -> str:
+        return f"{self.app}:{city}:cells:{slot}"
 
     def active(self, city: str, slot: int, part: int) -> str:
         return f"{self.app}:{city}:act:{slot}:p{part}"

@@ -12,7 +12,7 @@ from typing import Awaitable, Callable
 
 import numpy as np
 
-from models.slots import slots_of
+from models.slots import WINDOW_SLOTS, slots_of
 from stream import deadletter as dl
 from stream import metrics as m
 from stream.deadletter import DeadLetter
@@ -58,7 +58,7 @@ class Processor:
         out = Outcome()
         got = decode(messages, self.limits)
         out.dead.extend(got.dead)
-        before = await self.store.clock(part)
+        before, cities = await self.store.state(part)
         late, new_max = classify(got.ts, before, self.lateness, self.origin)
         is_ping = got.cell != WATERMARK
         accept = is_ping & ~late
@@ -78,24 +78,24 @@ class Processor:
         m.BATCH_SECONDS.observe(self.clock() - t0)
         if len(to_close):
             t1 = self.clock()
-            await self._close(part, to_close, out)
+            await self._close(part, sorted(set(cities) | set(got.city[i] for i in idx)), to_close, out)
             m.SLOT_CLOSE_SECONDS.observe(self.clock() - t1)
         self._count(part, out, len(messages), new_max)
         return out
 
-    async def _close(self, part: int, to_close: range, out: Outcome) -> None:
-        cities = await self.store.cities()
-        for slot in to_close:
-            for city in cities:
-                uids, cells = await self.store.close_windows(part, city, slot)
-                if not uids:
-                    continue
-                cell_ids, counts = slot_flows(cells)
-                await self.store.write_partial(part, city, slot, cell_ids, counts)
+    async def _close(self, part: int, cities: list[str], to_close: range, out: Outcome) -> None:
+        city_slots = [(c, s) for s in to_close for c in cities]
+        windows = await self.store.close_windows(part, city_slots)
+        partials = []
+        for (city, slot), (uids, cells) in zip(city_slots, windows):
+            if uids:
+                partials.append((city, slot, *slot_flows(cells)))
                 if self.on_closed is not None:
                     await self.on_closed(part, city, slot, uids, cells)
+        # Purging slot-8 only once the closes are recorded: a re-close after a crash starts past them.
+        purge = [(c, s - WINDOW_SLOTS) for c, s in city_slots]
         out.closed = list(to_close)
-        out.assembled = await self.store.advance(part, to_close[-1], self.n_partitions)
+        out.assembled = await self.store.finish_close(part, partials, to_close[-1], self.n_partitions, purge)
         if out.assembled and self.on_assembled is not None:
             await self.on_assembled(out.assembled)
 

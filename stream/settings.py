@@ -40,7 +40,7 @@ class WorkerSettings:
     partitions: int = 4
     lateness: float = 0.0
     ttl: int = 172_800
-    batch_size: int = 500
+    batch_size: int = 2000
     batch_wait: float = 0.05
     web_port: int = 6066
     metrics_port: int = 9108

@@ -6,6 +6,7 @@ Per-event Python overhead is what limits a Faust agent, so the agent takes raw b
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -20,10 +21,11 @@ log = logging.getLogger(__name__)
 class Runner:
     """The agent's state: the Redis store and Processor (built on the worker's event loop), the DLQ."""
 
-    def __init__(self, settings: WorkerSettings, app, dlq_topic, outputs=None) -> None:
+    def __init__(self, settings: WorkerSettings, app, topics: dict, outputs=None) -> None:
         self.s = settings
         self.app = app
-        self.dlq = dlq_topic
+        self.dlq = topics["dlq"]
+        self.topics = topics
         self.outputs = outputs
         self.processor = None
 
@@ -37,7 +39,7 @@ class Runner:
         store = RedisWindowStore(client, self.s.keys, self.s.ttl)
         hooks = {}
         if self.outputs is not None:
-            self.outputs.attach(client, self.app)
+            self.outputs.attach(client, self.topics["forecasts"], self.topics["embeddings"])
             hooks = {"on_closed": self.outputs.on_closed, "on_assembled": self.outputs.on_assembled}
         self.processor = Processor(store, self.s.limits, lateness=self.s.lateness, n_partitions=self.s.partitions,
                                    origin=self.s.origin, **hooks)
@@ -48,13 +50,16 @@ class Runner:
         by_part: dict[int, list] = defaultdict(list)
         for e in events:
             by_part[e.message.partition].append(e.message)
-        for part, msgs in by_part.items():
-            out = await self.processor.process(part, [(mm.key, mm.value) for mm in msgs])
-            last = msgs[-1]
-            for d in out.dead:
-                await self.dlq.send(key=d.key, value=d.value,
-                                    headers=d.headers(f"{last.topic}/{part}/{msgs[0].offset}-{last.offset}"))
-            self._lag(last)
+        # Partitions are independent (assembly across them is atomic in Redis), so their round trips overlap.
+        await asyncio.gather(*(self._partition(part, msgs) for part, msgs in by_part.items()))
+
+    async def _partition(self, part: int, msgs: list) -> None:
+        out = await self.processor.process(part, [(mm.key, mm.value) for mm in msgs])
+        last = msgs[-1]
+        for d in out.dead:
+            await self.dlq.send(key=d.key, value=d.value,
+                                headers=d.headers(f"{last.topic}/{part}/{msgs[0].offset}-{last.offset}"))
+        self._lag(last)
 
     def _lag(self, last) -> None:
         now = time.time()
@@ -90,8 +95,10 @@ def build_app(s: WorkerSettings, outputs=None):
     )
     pings = app.topic(s.topics.pings, key_type=bytes, value_type=bytes, key_serializer="raw",
                       value_serializer="raw", partitions=s.partitions)
-    dlq = app.topic(s.topics.dlq, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-    runner = Runner(s, app, dlq, outputs)
+    raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    topics = {"dlq": app.topic(s.topics.dlq, **raw), "forecasts": app.topic(s.topics.forecasts, **raw),
+              "embeddings": app.topic(s.topics.embeddings, **raw)}
+    runner = Runner(s, app, topics, outputs)
 
     @app.agent(pings, name="ingest")
     async def ingest(stream):

@@ -3,55 +3,66 @@
 Keys are built inside the scripts from the prefix, so these target a single Redis (not a cluster).
 """
 
-# ARGV: city prefix root "<app>:", partition, ttl seconds, JSON {"c": cities, "u": uids, "s": slots,
-# "t": ts_ms, "x": cells}. Latest event time wins per (user, slot), ties to the larger cell, so
-# applying the same pings twice, or in another order, leaves the same hash.
+# ARGV: root "<app>:", partition, ttl seconds, JSON [[city, slot, [uid...], ["ts_ms|cell"...]], ...]
+# (pings grouped by city and slot). Latest event time wins per (user, slot), ties to the larger cell,
+# so applying the same pings twice, or in another order, leaves the same hash. The common case (a
+# user's first ping in a slot) costs one HSETNX; set members and expiries go out once per key.
 APPLY = r"""
 local root, part, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local d = cjson.decode(ARGV[4])
-local c, u, s, t, x = d.c, d.u, d.s, d.t, d.x
-local fresh = {}
-for i = 1, #u do
-  local key = root .. c[i] .. ':u:' .. u[i]
-  local cur = redis.call('HGET', key, s[i])
-  local write = true
-  if cur then
-    local ct, cc = string.match(cur, '^(%-?%d+)|(%-?%d+)$')
-    ct, cc = tonumber(ct), tonumber(cc)
-    if ct > t[i] or (ct == t[i] and cc >= x[i]) then write = false end
+local n = 0
+for _, g in ipairs(cjson.decode(ARGV[4])) do
+  local cp, slot, uids, vals = root .. g[1] .. ':', g[2], g[3], g[4]
+  local key = cp .. 'cells:' .. slot
+  for i = 1, #uids do
+    if redis.call('HSETNX', key, uids[i], vals[i]) == 0 then
+      local ct, cc = string.match(redis.call('HGET', key, uids[i]), '^(%-?%d+)|(%-?%d+)$')
+      local nt, nc = string.match(vals[i], '^(%-?%d+)|(%-?%d+)$')
+      ct, cc, nt, nc = tonumber(ct), tonumber(cc), tonumber(nt), tonumber(nc)
+      if ct < nt or (ct == nt and cc < nc) then redis.call('HSET', key, uids[i], vals[i]) end
+    end
   end
-  if write then redis.call('HSET', key, s[i], string.format('%.0f|%.0f', t[i], x[i])) end
   redis.call('EXPIRE', key, ttl)
-  local ak = root .. c[i] .. ':act:' .. s[i] .. ':p' .. part
-  redis.call('SADD', ak, u[i])
-  fresh[ak] = true
+  local ak = cp .. 'act:' .. slot .. ':p' .. part
+  for k = 1, #uids, 4000 do redis.call('SADD', ak, unpack(uids, k, math.min(k + 3999, #uids))) end
+  redis.call('EXPIRE', ak, ttl)
+  n = n + #uids
 end
-for ak, _ in pairs(fresh) do redis.call('EXPIRE', ak, ttl) end
-return #u
+return n
 """
 
-# ARGV: "<app>:<city>:", partition, slot. Returns JSON [uids, cells] where cells holds 8 per user
-# (slot-7 .. slot, -1 = not seen) and trims each user's fields older than the window.
+# ARGV: "<app>:<city>:", partition, slot. Returns JSON [uids, cells]: the users the partition saw in
+# the slot and, 8 per user, their cells in slots slot-7 .. slot (-1 = not seen). Reads only.
 CLOSE = r"""
 local cp, part, slot = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local uids = redis.call('SMEMBERS', cp .. 'act:' .. ARGV[3] .. ':p' .. part)
+if #uids == 0 then return '[[],[]]' end
+local n = #uids
 local out = {}
-for _, uid in ipairs(uids) do
-  local key = cp .. 'u:' .. uid
-  local h = redis.call('HGETALL', key)
-  local row = {-1, -1, -1, -1, -1, -1, -1, -1}
-  for j = 1, #h, 2 do
-    local s = tonumber(h[j])
-    if s < slot - 7 then
-      redis.call('HDEL', key, h[j])
-    elseif s <= slot then
-      row[s - slot + 8] = tonumber(string.match(h[j + 1], '|(%-?%d+)$'))
+for i = 1, 8 * n do out[i] = -1 end
+for col = 1, 8 do
+  local key = cp .. 'cells:' .. (slot - 8 + col)
+  for k = 1, n, 4000 do
+    local hi = math.min(k + 3999, n)
+    local vals = redis.call('HMGET', key, unpack(uids, k, hi))
+    for j = 1, #vals do
+      local v = vals[j]
+      if v then out[(k + j - 2) * 8 + col] = tonumber(string.match(v, '|(%-?%d+)$')) end
     end
   end
-  for k = 1, 8 do out[#out + 1] = row[k] end
 end
-if #uids == 0 then return '[[],[]]' end
 return cjson.encode({uids, out})
+"""
+
+# ARGV: "<app>:<city>:", partition, slot. Forgets the partition's users in a slot no window needs any
+# more (called once every slot up to slot+8 is closed and recorded, so a re-close never misses it).
+PURGE = r"""
+local cp, part = ARGV[1], ARGV[2]
+local ak = cp .. 'act:' .. ARGV[3] .. ':p' .. part
+local uids = redis.call('SMEMBERS', ak)
+local key = cp .. 'cells:' .. ARGV[3]
+for k = 1, #uids, 4000 do redis.call('HDEL', key, unpack(uids, k, math.min(k + 3999, #uids))) end
+redis.call('DEL', ak)
+return #uids
 """
 
 # ARGV: "<app>:", partition, last closed slot, number of partitions, ttl. Records the partition's

@@ -11,6 +11,22 @@ from stream.windows.store import WindowStore
 from stream.windows.watermark import PartitionClock
 
 
+def groups(city: list[str], uid: list[str], slot: np.ndarray, ts: np.ndarray, cell: np.ndarray) -> list:
+    """Pings grouped by (city, slot) as the APPLY script reads them: [[city, slot, uids, "ts_ms|cell"s], ...]."""
+    ts_ms = np.floor(ts * 1000.0).astype(np.int64).tolist()
+    vals = [f"{t}|{c}" for t, c in zip(ts_ms, cell.tolist())]
+    if len(set(city)) == 1 and slot[0] == slot[-1] and (slot == slot[0]).all():
+        return [[city[0], int(slot[0]), uid, vals]]
+    out: dict = {}
+    for c, s, u, v in zip(city, slot.tolist(), uid, vals):
+        g = out.get((c, s))
+        if g is None:
+            g = out[(c, s)] = [c, s, [], []]
+        g[2].append(u)
+        g[3].append(v)
+    return list(out.values())
+
+
 class RedisWindowStore(WindowStore):
     """Window state in one Redis, laid out as `stream.keys` documents."""
 
@@ -22,21 +38,21 @@ class RedisWindowStore(WindowStore):
         self._apply = client.register_script(lua.APPLY)
         self._close = client.register_script(lua.CLOSE)
         self._advance = client.register_script(lua.ADVANCE)
+        self._purge = client.register_script(lua.PURGE)
 
-    async def clock(self, part: int) -> PartitionClock:
+    async def state(self, part: int):
         async with self.r.pipeline(transaction=False) as pipe:
             pipe.hget(self.keys.watermarks, part)
             pipe.hget(self.keys.closed, part)
-            wm, closed = await pipe.execute()
-        return PartitionClock(None if wm is None else float(wm), None if closed is None else int(closed) + 1)
+            pipe.smembers(self.keys.cities)
+            wm, closed, cities = await pipe.execute()
+        clock = PartitionClock(None if wm is None else float(wm), None if closed is None else int(closed) + 1)
+        return clock, sorted(c.decode() for c in cities)
 
     async def apply(self, part, city, uid, slot, ts, cell, clock: PartitionClock) -> None:
         async with self.r.pipeline(transaction=True) as pipe:
             if len(uid):
-                payload = orjson.dumps({
-                    "c": city, "u": uid, "s": slot.tolist(),
-                    "t": np.floor(ts * 1000.0).astype(np.int64).tolist(), "x": cell.tolist(),
-                })
+                payload = orjson.dumps(groups(city, uid, slot, ts, cell))
                 await self._apply(args=[self.root, part, self.ttl, payload], client=pipe)
                 pipe.sadd(self.keys.cities, *sorted(set(city)))
                 pipe.expire(self.keys.cities, self.ttl)
@@ -48,26 +64,33 @@ class RedisWindowStore(WindowStore):
                 pipe.hsetnx(self.keys.closed, part, clock.next_close - 1)
             await pipe.execute()
 
-    async def cities(self) -> list[str]:
-        return sorted(c.decode() if isinstance(c, bytes) else c for c in await self.r.smembers(self.keys.cities))
+    async def close_windows(self, part, city_slots):
+        async with self.r.pipeline(transaction=False) as pipe:
+            for city, slot in city_slots:
+                await self._close(args=[self.keys.city(city), part, slot], client=pipe)
+            got = await pipe.execute()
+        out = []
+        for raw in got:
+            uids, cells = orjson.loads(raw)
+            out.append((list(uids), np.asarray(cells, dtype=np.int64).reshape(-1, 8)))  # (N, 8)
+        return out
 
-    async def close_windows(self, part, city, slot):
-        uids, cells = orjson.loads(await self._close(args=[self.keys.city(city), part, slot]))
-        return list(uids), np.asarray(cells, dtype=np.int64).reshape(-1, 8)  # (N, 8)
-
-    async def write_partial(self, part, city, slot, cells, counts) -> None:
-        key = self.keys.partial(city, slot, part)
-        async with self.r.pipeline(transaction=True) as pipe:
-            pipe.delete(key)
-            if len(cells):
-                pipe.hset(key, mapping={int(c): f"{o},{i},{u}" for c, (o, i, u) in zip(cells.tolist(), counts.tolist())})
-                pipe.expire(key, self.ttl)
-            pipe.zadd(self.keys.partial_slots(city), {str(slot): slot})
-            pipe.expire(self.keys.partial_slots(city), self.ttl)
-            await pipe.execute()
-
-    async def advance(self, part, closed_through, n_partitions):
-        made = orjson.loads(await self._advance(args=[self.root, part, closed_through, n_partitions, self.ttl]))
+    async def finish_close(self, part, partials, closed_through, n_partitions, purge):
+        async with self.r.pipeline(transaction=False) as pipe:
+            for city, slot, cells, counts in partials:
+                key = self.keys.partial(city, slot, part)
+                pipe.delete(key)
+                if len(cells):
+                    pipe.hset(key, mapping={c: f"{o},{i},{u}" for c, (o, i, u) in zip(cells.tolist(), counts.tolist())})
+                    pipe.expire(key, self.ttl)
+                pipe.zadd(self.keys.partial_slots(city), {str(slot): slot})
+                pipe.expire(self.keys.partial_slots(city), self.ttl)
+            # After the shares in the same pipeline: Redis runs it in order, so assembly sees them.
+            await self._advance(args=[self.root, part, closed_through, n_partitions, self.ttl], client=pipe)
+            for city, slot in purge:
+                await self._purge(args=[self.keys.city(city), part, slot], client=pipe)
+            got = await pipe.execute()
+        made = orjson.loads(got[-1 - len(purge)])
         return [(str(c), int(s)) for c, s in made]
 
     async def flows(self, city, slots):

@@ -17,8 +17,8 @@ class WindowStore(abc.ABC):
     """
 
     @abc.abstractmethod
-    async def clock(self, part: int) -> PartitionClock:
-        """The partition's stored event-time state (empty for a partition never seen)."""
+    async def state(self, part: int) -> tuple[PartitionClock, list[str]]:
+        """The partition's stored event-time state (empty for a partition never seen) and the cities seen."""
 
     @abc.abstractmethod
     async def apply(self, part: int, city: list[str], uid: list[str], slot: np.ndarray, ts: np.ndarray,
@@ -26,20 +26,16 @@ class WindowStore(abc.ABC):
         """Record accepted pings (latest event time per user and slot wins) and the new clock, atomically."""
 
     @abc.abstractmethod
-    async def cities(self) -> list[str]:
-        """Cities seen so far."""
+    async def close_windows(self, part: int, city_slots: list[tuple[str, int]]) -> list[tuple[list[str], np.ndarray]]:
+        """For each (city, slot): users the partition saw there and their cells in slots slot-7..slot
+        as (uids, (N, 8) int, -1 = unseen). One round trip for all."""
 
     @abc.abstractmethod
-    async def close_windows(self, part: int, city: str, slot: int) -> tuple[list[str], np.ndarray]:
-        """Users the partition saw in `slot` and their cells in slots slot-7..slot: (uids, (N, 8) int, -1 = unseen)."""
-
-    @abc.abstractmethod
-    async def write_partial(self, part: int, city: str, slot: int, cells: np.ndarray, counts: np.ndarray) -> None:
-        """The partition's share of a closed slot's flows: cells (K,), counts (K, 3)."""
-
-    @abc.abstractmethod
-    async def advance(self, part: int, closed_through: int, n_partitions: int) -> list[tuple[str, int]]:
-        """Record that the partition closed every slot <= closed_through; returns (city, slot) newly assembled."""
+    async def finish_close(self, part: int, partials: list[tuple[str, int, np.ndarray, np.ndarray]],
+                           closed_through: int, n_partitions: int, purge: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Write the partition's shares of closed slots (city, slot, cells (K,), counts (K, 3)), record that it
+        closed every slot <= closed_through, forget (city, slot)s no window needs; returns the (city, slot)s
+        this call assembled (all partitions closed them). One round trip."""
 
     @abc.abstractmethod
     async def flows(self, city: str, slots: list[int]) -> dict[int, dict[int, tuple[int, int, int]]]:

@@ -58,7 +58,7 @@ async def test_latest_event_time_wins_and_is_idempotent(aredis):
     first = await dump(aredis)
     await proc.process(0, batch)
     assert await dump(aredis) == first
-    stored = await aredis.hget(Keys().user("A", "1"), "0")
+    stored = await aredis.hget(Keys().cells("A", 0), "1")
     assert stored.decode().endswith("|" + str((3 - 1) * 200 + 2))
 
 

@@ -1,0 +1,162 @@
+"""End-to-end ingest: pings on Kafka -> windows in Redis, one `mobstream worker` process.
+
+    .venv/bin/python bench/bench_ingest.py [--pings 500000] [--single-pings 60000] [--repeat 1]
+
+Fills a topic with a synthetic city's pings (batch messages as `mobstream replay` sends them, and
+single-ping messages), then times a worker from its first processed ping until every ping is in
+Redis (read from the worker's own Prometheus counters, so group-join time is left out). Beside it,
+in the same run and on the same broker and topic: raw aiokafka consume + orjson decode (the
+ceiling the design notes measured at ~108,000 msgs/s). Prints pings/s, the ceiling, the ratio and
+the machine. Uses MOBSTREAM_BOOTSTRAP/MOBSTREAM_REDIS_URL when set, else starts its own services.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from stream.replay import ReplaySettings, replay  # noqa: E402
+
+PARTITIONS = 4
+
+
+def machine() -> str:
+    model = ""
+    try:
+        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{platform.node()} {os.cpu_count()} cores {model}; python {platform.python_version()}"
+
+
+def workload(path: Path, pings: int, seed: int = 1) -> pd.DataFrame:
+    """A YJMob file of about `pings` rows: users seen in ~30% of slots, around home/work anchors."""
+    rng = np.random.default_rng(seed)
+    days = 4
+    users = max(1, int(pings / (days * 48 * 0.3)))
+    seen = rng.random((users, days * 48)) < 0.3
+    uid, slot = np.nonzero(seen)
+    anchors = rng.integers(1, 201, size=(users, 2, 2))
+    which = rng.integers(0, 2, size=len(uid))
+    xy = anchors[uid, which] + rng.integers(-1, 2, size=(len(uid), 2))
+    xy = np.clip(xy, 1, 200)
+    df = pd.DataFrame({"uid": uid, "d": slot // 48, "t": slot % 48, "x": xy[:, 0], "y": xy[:, 1]})
+    df.to_csv(path, index=False)
+    return df
+
+
+def services():
+    if os.environ.get("MOBSTREAM_BOOTSTRAP") and os.environ.get("MOBSTREAM_REDIS_URL"):
+        return None, os.environ["MOBSTREAM_BOOTSTRAP"], os.environ["MOBSTREAM_REDIS_URL"]
+    from stream.services import EmbeddedServices, ServicesConfig
+
+    svc = EmbeddedServices(ServicesConfig(Path(tempfile.mkdtemp(prefix="bench-svc-")))).start()
+    return svc, svc.endpoints.bootstrap, svc.endpoints.redis_url
+
+
+async def raw_ceiling(bootstrap: str, topic: str, n_messages: int) -> tuple[float, float, float]:
+    """aiokafka consume + orjson decode of every message: (seconds, msgs/s, pings/s)."""
+    import orjson
+    from aiokafka import AIOKafkaConsumer
+
+    c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
+                         max_partition_fetch_bytes=8 << 20)
+    await c.start()
+    got = pings = 0
+    t0 = None
+    try:
+        while got < n_messages:
+            batch = await c.getmany(timeout_ms=1000, max_records=5000)
+            t0 = t0 or time.perf_counter()
+            for msgs in batch.values():
+                for m in msgs:
+                    v = orjson.loads(m.value)
+                    pings += len(v) if type(v) is list else ("uid" in v)
+                got += sum(len(v) for v in batch.values())
+    finally:
+        await c.stop()
+    dt = time.perf_counter() - t0
+    return dt, got / dt, pings / dt
+
+
+def counter(port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+def time_worker(bootstrap: str, redis_url: str, topic: str, expect: int, log: Path, timeout: float = 300) -> float:
+    """Seconds from the worker's first counted ping to all `expect` pings processed."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.integration.worker_proc import WorkerProc
+
+    w = WorkerProc(bootstrap, redis_url, topic, f"b{uuid.uuid4().hex[:8]}", PARTITIONS, log,
+                   ["--loglevel", "warning"])
+    try:
+        t_first = None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                n = counter(w.metrics_port, "mobstream_pings_total")
+            except OSError:
+                n = 0
+            now = time.perf_counter()
+            if n and t_first is None:
+                t_first, n_first = now, n
+            if n >= expect:
+                # the first poll already saw n_first pings: credit their share of the time
+                return (now - t_first) * expect / max(1, expect - n_first)
+            if w.proc.poll() is not None:
+                raise SystemExit(f"worker exited:\n{w.tail()}")
+            time.sleep(0.05)
+        raise SystemExit(f"worker did not finish in {timeout} s:\n{w.tail()}")
+    finally:
+        w.stop()
+
+
+def run_case(label: str, bootstrap: str, redis_url: str, path: Path, single: bool, tmp: Path) -> None:
+    topic = f"bench-{'single' if single else 'batch'}-{uuid.uuid4().hex[:6]}"
+    rep = replay(ReplaySettings(path, bootstrap, topic, PARTITIONS, single=single, progress=False))
+    dt_raw, raw_msgs, raw_pings = asyncio.run(raw_ceiling(bootstrap, topic, rep.messages))
+    secs = time_worker(bootstrap, redis_url, topic, rep.pings, tmp / f"{topic}.log")
+    rate = rep.pings / secs
+    print(f"{label:26s} {rep.pings:>9,d} pings in {rep.messages:>8,d} msgs  worker {rate:>10,.0f} pings/s "
+          f"({rep.messages / secs:,.0f} msgs/s) | raw aiokafka consume+decode {raw_msgs:>9,.0f} msgs/s "
+          f"= {raw_pings:>10,.0f} pings/s | worker/raw {rate / raw_pings:.2f}", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pings", type=int, default=200_000)
+    ap.add_argument("--single-pings", type=int, default=10_000)
+    ap.add_argument("--repeat", type=int, default=1)
+    a = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    svc, bootstrap, redis_url = services()
+    try:
+        print(f"machine: {machine()}; {PARTITIONS} partitions, one worker; broker {bootstrap}")
+        big, small = tmp / "big.csv", tmp / "small.csv"
+        workload(big, a.pings)
+        workload(small, a.single_pings, seed=2)
+        for _ in range(a.repeat):
+            run_case("batch messages", bootstrap, redis_url, big, False, tmp)
+            run_case("single-ping messages", bootstrap, redis_url, small, True, tmp)
+    finally:
+        if svc is not None:
+            svc.stop()
+
+
+if __name__ == "__main__":
+    main()
