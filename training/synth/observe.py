@@ -68,10 +68,13 @@ def observed_slots(users: Users, plan: Plan, rng: np.random.Generator) -> np.nda
     first = np.concatenate([first, ev_slot[e_ud, e_j]])
     length = np.concatenate([length, rng.geometric(1.0 / EVENT_STAY, len(e_ud))])
 
-    length = np.minimum(length, SLOTS_PER_DAY - first)
-    mask = np.zeros(n_ud * SLOTS_PER_DAY, bool)
-    _paint(mask, ud.astype(np.int64) * SLOTS_PER_DAY + first, length, True)
-    return np.flatnonzero(mask)
+    # Union of the spans, each clipped to its day, by a difference array: +1 where a span opens,
+    # -1 one past its end; a slot is observed where the running sum is positive.
+    lo = ud.astype(np.int64) * SLOTS_PER_DAY + first
+    hi = lo + np.minimum(length, SLOTS_PER_DAY - first)
+    size = n_ud * SLOTS_PER_DAY + 1
+    depth = np.cumsum(np.bincount(lo, minlength=size) - np.bincount(hi, minlength=size))
+    return np.flatnonzero(depth[:-1] > 0)
 
 
 def locate(users: Users, plan: Plan, flat: np.ndarray, rng: np.random.Generator) -> np.ndarray:
