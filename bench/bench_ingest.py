@@ -84,7 +84,12 @@ async def raw_ceiling(bootstrap: str, topic: str, n_messages: int) -> tuple[floa
             for msgs in batch.values():
                 for m in msgs:
                     v = orjson.loads(m.value)
-                    pings += len(v) if type(v) is list else ("uid" in v)
+                    if type(v) is list:
+                        pings += len(v)
+                    elif "cols" in v:
+                        pings += len(v["cols"]["uid"])
+                    else:
+                        pings += "uid" in v
                 got += sum(len(v) for v in batch.values())
     finally:
         await c.stop()

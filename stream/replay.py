@@ -1,6 +1,6 @@
 """`mobstream replay`: a dataset file into the pings topic in event-time order, as fast as possible or paced.
 
-By default pings travel in batch messages: a JSON array of ping objects, all owned by the partition
+By default pings travel in batch messages (the columnar form of `stream.pings`), all owned by the partition
 the message is sent to (the partition Kafka's default partitioner gives the uid as key, so single
 pings from other producers land on the same partition as the replay's). A partition that gets no
 ping in a slot gets a {"watermark": ts} message instead, so every partition's event time advances
@@ -123,24 +123,31 @@ class Replayer:
                 continue
             slot = int(chunk.slot[rows[0]])
             await self._pace(slot)
-            pings = pings_of(chunk, rows, city, gps)
             if self.s.single:
+                pings = pings_of(chunk, rows, city, gps)
                 for p, ping in zip(part[rows].tolist(), pings):
                     await self._send(orjson.dumps(ping), p, str(ping["uid"]).encode())
             else:
-                await self._batches(part[rows], pings, float(chunk.ts[rows].max()))
+                await self._batches(chunk, rows, part[rows], city, gps)
             self.report.pings += len(rows)
             self.last_slot = slot
 
-    async def _batches(self, part: np.ndarray, pings: list[dict], max_ts: float) -> None:
+    async def _batches(self, chunk: src.Chunk, rows: np.ndarray, part: np.ndarray, city: str, gps: bool) -> None:
+        """One slot's rows as columnar batch messages, each to the partition that owns its users."""
         order = np.argsort(part, kind="stable")
         bounds = np.searchsorted(part[order], np.arange(self.n + 1))
+        names = ("lat", "lon") if gps else ("x", "y")
+        ts = chunk.ts[rows]
+        max_ts = float(ts.max())
         for p in range(self.n):
-            idx = order[bounds[p]:bounds[p + 1]].tolist()
-            if not idx:
+            idx = rows[order[bounds[p]:bounds[p + 1]]]
+            if not len(idx):
                 await self._send(orjson.dumps({"watermark": max_ts}), p)
             for k in range(0, len(idx), self.s.batch_size):
-                await self._send(orjson.dumps([pings[i] for i in idx[k:k + self.s.batch_size]]), p)
+                i = idx[k:k + self.s.batch_size]
+                cols = {"uid": chunk.uid[i], "ts": chunk.ts[i], names[0]: chunk.a[i], names[1]: chunk.b[i]}
+                msg = {"cols": cols} if city == "A" else {"cols": cols, "city": city}
+                await self._send(orjson.dumps(msg, option=orjson.OPT_SERIALIZE_NUMPY), p)
 
     async def finish(self) -> None:
         if self.s.close_last and self.last_slot is not None:

@@ -124,3 +124,13 @@ def test_valid_pings_all_pass(rows):
     got = decode([(None, orjson.dumps(batch))], LIM)
     assert got.dead == [] and got.uid == [str(r[0]) for r in rows]
     assert got.cell.tolist() == [(y - 1) * 200 + x - 1 for _, x, y, _ in rows]
+
+
+def test_columnar_batch_form():
+    value = orjson.dumps({"cols": {"uid": [1, 2, 3], "ts": [TS, TS, TS], "x": [5, 999, 7], "y": [6, 999, 300]},
+                          "city": "B"})
+    got = decode([(None, value)], LIM)
+    assert got.uid == ["1"] and got.city == ["B"]
+    assert sorted(d.reason for d in got.dead) == ["masked", "out_of_grid"]
+    bad = decode([(None, orjson.dumps({"cols": {"uid": [1, 2], "ts": [TS]}}))], LIM)
+    assert [d.reason for d in bad.dead] == ["wrong_type"]

@@ -1,0 +1,38 @@
+"""Checkpoint watching: a model file is loaded when it appears, reloaded when it changes, kept when a new one is bad."""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+from stream.outputs import Watched
+
+
+def test_watched_reloads_on_mtime_and_survives_a_bad_file(tmp_path):
+    path = tmp_path / "m.pt"
+    now = [0.0]
+
+    def loader(p):
+        text = p.read_text()
+        if text == "bad":
+            raise ValueError("corrupt")
+        return SimpleNamespace(version=text)
+
+    w = Watched("forecaster", path, loader, poll=5.0, clock=lambda: now[0])
+    assert w.get() is None  # no file yet: off
+    path.write_text("v1")
+    assert w.get() is None  # not re-checked before the poll interval
+    now[0] = 6.0
+    assert w.get().version == "v1"
+    path.write_text("bad")
+    os.utime(path, ns=(1, 10**18))
+    now[0] = 12.0
+    assert w.get().version == "v1"  # a bad new checkpoint keeps the previous model
+    path.write_text("v2")
+    os.utime(path, ns=(1, 2 * 10**18))
+    now[0] = 18.0
+    assert w.get().version == "v2"
+
+
+def test_no_path_means_off():
+    assert Watched("embedder", None, lambda p: 1, poll=1.0).get() is None
