@@ -38,7 +38,7 @@ class FeatureStats:
     poi_std: tuple[float, ...]
 
     def to_dict(self) -> dict:
-        return {k: list(v) for k, v in asdict(self).items()}
+        return {k: [float(x) for x in v] for k, v in asdict(self).items()}  # plain floats: weights_only loads
 
     @classmethod
     def from_dict(cls, d: dict) -> "FeatureStats":

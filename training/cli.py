@@ -13,6 +13,11 @@ def register(app: typer.Typer) -> None:
     # inside the command functions keep `mobstream --help` fast).
     app.add_typer(train_app, name="train")
     app.add_typer(evaluate_app, name="evaluate")
+    from training import flow_build, flow_eval, flow_train
+
+    app.command("flow-build")(flow_build.command)
+    train_app.command("flow")(flow_train.command)
+    evaluate_app.command("flow")(flow_eval.command)
     from training.synth.command import register as register_generate; register_generate(app)  # noqa: E702
     from training.report_cli import data_report  # light module: DuckDB is imported inside the command
     app.command("data-report")(data_report)

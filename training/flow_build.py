@@ -23,6 +23,8 @@ from models.features import N_POI, poi_table
 from models.flows import LOOKBACK, FlowCounts, densify
 from models.grid import GRID_SIZE
 from models.slots import SLOTS_PER_DAY
+from mobstream.paths import data_dir, runs_dir
+from mobstream.settings import opt
 from training.exceptions import DataFormatError, TrainingError
 
 log = logging.getLogger(__name__)
@@ -222,3 +224,32 @@ def load_or_build(s: FlowBuildSettings) -> FlowData:
     log.info("flow tensor cache hit: %s", out)
     load = lambda name: np.load(out / f"{name}.npy")  # noqa: E731
     return FlowData(load("counts"), load("cells"), int(meta["slot0"]), load("poi"), meta)
+
+
+# Options shared by `flow-build`, `train flow` and `evaluate flow` (declared once: same names, same variables).
+DATA_OPT = opt(data_dir() / "synth" / "cityA_challengedata.csv", "flow_data", "Dataset file uid,d,t,x,y (CSV, CSV.gz or Parquet).")
+POI_OPT = opt(data_dir() / "synth" / "POIdata_cityA.csv", "flow_poi", "POI file x,y,category,POI_count; 'none' for no POI features.")
+CITY_OPT = opt(None, "city", "City label; default the letter in city{X}_..., else A.")
+CACHE_OPT = opt(runs_dir() / "flow_cache", "flow_cache", "Folder of the cached flow tensors (one sub-folder per dataset).")
+REBUILD_OPT = opt(False, "flow_rebuild", "Rebuild the flow tensor even when the cache matches the source.")
+
+
+def build_settings(data: Path, poi: Path, city: str | None, cache_dir: Path, rebuild: bool) -> FlowBuildSettings:
+    return FlowBuildSettings(Path(data), None if str(poi).lower() == "none" else Path(poi), city, Path(cache_dir), rebuild)
+
+
+def command(
+    data: Path = DATA_OPT,
+    poi: Path = POI_OPT,
+    city: str = CITY_OPT,
+    cache_dir: Path = CACHE_OPT,
+    rebuild: bool = REBUILD_OPT,
+) -> None:
+    """Build (or reuse) the flow tensor: per (cell, slot) occupancy, inflow, outflow, via DuckDB."""
+    import typer
+
+    m = load_or_build(build_settings(data, poi, city, cache_dir, rebuild)).meta
+    typer.echo(
+        f"city {m['city']}: {m['n_slots']} slots from slot {m['slot0']} x {m['n_cells']} active cells, "
+        f"{m['observations']} observations, built in {m['build_seconds']} s (source fingerprint {m['fingerprint']})"
+    )
