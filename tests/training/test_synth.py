@@ -110,6 +110,8 @@ def test_labels_consistent_with_the_data(data):
     for c in ("home_x", "home_y", "work_x", "work_y"):
         assert lab[c].between(1, 200).all()
     assert 0.4 < lab.commuter.mean() < 0.8
+    com_lab = lab[lab.commuter == 1]
+    assert ((com_lab.work_x != com_lab.home_x) | (com_lab.work_y != com_lab.home_y)).all()
     weekday = m[~m.weekend & m.t.between(20, 32)]
     share = weekday.groupby("uid").at_work.mean()
     com = share[lab.set_index("uid").commuter.reindex(share.index) == 1]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.grid import GRID_SIZE, cell_id, cell_xy
 from training.synth.city import City, sample_cells
 from training.synth.gravity import distance_km, gravity_pick, local_pick
 
@@ -84,8 +85,11 @@ def build_users(city: City, n: int, uid0: int, rng: np.random.Generator) -> User
     anchor[stud] = gravity_pick(home[stud], city.cdf("school"), BETA_SCHOOL, rng)
     # A job in one's own home cell would be invisible; such people work next door instead.
     same = (anchor == home) & (profile != RETIREE) & (profile != HOME_WORKER)
-    step = rng.choice(np.array([1, -1, 200, -200]), size=int(same.sum()))
-    anchor[same] = np.clip(anchor[same] + step, 0, 200 * 200 - 1)
+    ax, ay = cell_xy(anchor[same])
+    step = rng.integers(0, 4, int(same.sum()))
+    ax = np.clip(ax + np.array([1, -1, 0, 0])[step], 1, GRID_SIZE)
+    ay = np.clip(ay + np.array([0, 0, 1, -1])[step], 1, GRID_SIZE)
+    anchor[same] = cell_id(ax, ay)
 
     # Habitual leisure places near home (preferential return): shops, parks, a gym, friends.
     fav_home = np.repeat(home, N_FAVOURITES)
