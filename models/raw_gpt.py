@@ -160,8 +160,14 @@ class RawGPT(nn.Module):
         self.head_inner = nn.Linear(cfg.n_embd, cfg.per_block)
         self.ptr_q = nn.Linear(cfg.n_embd, cfg.n_embd)
         self.ptr_k = nn.Linear(cfg.n_embd, cfg.n_embd)
+        self.ptr_recency = nn.Embedding(cfg.block_size, 1)  # bias by how many tokens back a cell was seen
         self.gate = nn.Linear(cfg.n_embd, 1)
         self.apply(self._init)
+        with torch.no_grad():
+            # start out trusting the copy of the latest token: most next cells are cells just seen
+            self.gate.bias.fill_(-1.0)
+            self.ptr_recency.weight.zero_()
+            self.ptr_recency.weight[0] = 2.0
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -196,9 +202,11 @@ class RawGPT(nn.Module):
         """Logits over the cells of `block`, (..., per_block)."""
         return self.head_inner(F.gelu(self.inner_in(z) + self.inner_cond(block)))
 
-    def pointer(self, z: torch.Tensor, h: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
-        """Copy attention of head inputs z (B, Q, C) over hidden states h (B, T, C) where visible (B, Q, T)."""
+    def pointer(self, z: torch.Tensor, h: torch.Tensor, visible: torch.Tensor, back: torch.Tensor) -> torch.Tensor:
+        """Copy attention of head inputs z (B, Q, C) over hidden states h (B, T, C) where visible (B, Q, T);
+        back (B, Q, T) counts how many tokens before the query's position each token lies."""
         att = self.ptr_q(z) @ self.ptr_k(h).transpose(1, 2) / self.cfg.n_embd**0.5  # (B, Q, T)
+        att = att + self.ptr_recency(back.clamp(0, self.cfg.block_size - 1))[..., 0]
         return F.softmax(att.masked_fill(~visible, float("-inf")), dim=-1)
 
     def _gen_logprob(self, z: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
@@ -225,45 +233,49 @@ class RawGPT(nn.Module):
         if target is None:
             return logits, None
         T = idx.shape[1]
-        causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
-        visible = causal[None] & (idx != self.cfg.pad)[:, None, :]  # (B, T, T)
-        a = self.pointer(z, h, visible)  # (B, T, T)
+        ar = torch.arange(T, device=idx.device)
+        back = ar[:, None] - ar[None, :]  # (T, T)
+        visible = (back >= 0)[None] & (idx != self.cfg.pad)[:, None, :]  # (B, T, T)
+        a = self.pointer(z, h, visible, back.expand(idx.shape[0], T, T))  # (B, T, T)
         p_copy = (a * (idx[:, None, :] == target[:, :, None])).sum(-1)  # (B, T)
         valid = target >= 0
         lp = self._mix(z[valid], self._gen_logprob(z[valid], target[valid]), p_copy[valid])
         return logits, -lp.mean()
 
     @torch.no_grad()
-    def predict(self, idx, times, rows, pos, query, k: int = 5, beam: int = 16):
+    def predict(self, idx, times, rows, pos, query, k: int = 5, beam: int = 8, pool: int = 32):
         """Ranked cells for queries made from windows: query q reads window rows[q] up to position pos[q].
 
         idx/times (W, T) windows, rows/pos (Q,), query (Q, 3) -> (cells (Q, k), log-probs (Q, k)).
-        Candidates are the cells of the window (scored exactly, copy + generator) and the generator's
-        top cells over its `beam` best blocks.
+        Candidates are the window's cells (copy mass plus their generator mass) and the generator's
+        `pool` best cells over its `beam` best blocks; a window cell outside that pool counts its
+        copy mass only (its generator mass is below the pool's smallest).
         """
         h = self.encode(idx, times)  # (W, T, C)
-        hq = h[rows, pos]  # (Q, C)
-        z = self.condition(hq, query)  # (Q, C)
+        z = self.condition(h[rows, pos], query)  # (Q, C)
         ctx = idx[rows]  # (Q, T)
         T = idx.shape[1]
-        visible = (torch.arange(T, device=idx.device)[None, :] <= pos[:, None]) & (ctx != self.cfg.pad)  # (Q, T)
-        a = self.pointer(z[:, None, :], h[rows], visible[:, None, :])[:, 0]  # (Q, T)
+        back = pos[:, None] - torch.arange(T, device=idx.device)[None, :]  # (Q, T)
+        visible = (back >= 0) & (ctx != self.cfg.pad)  # (Q, T)
+        a = self.pointer(z[:, None, :], h[rows], visible[:, None, :], back[:, None, :])[:, 0]  # (Q, T)
         same = ctx[:, :, None] == ctx[:, None, :]  # (Q, T, T)
         p_copy = (a[:, None, :] * same).sum(-1)  # (Q, T): copy mass of each position's cell
-        safe = torch.where(visible, ctx, 0)
-        lp_ctx = self._mix(z[:, None, :].expand(-1, T, -1), self._gen_logprob(z[:, None, :].expand(-1, T, -1), safe), p_copy)
-        first = ~(same & torch.ones(T, T, dtype=torch.bool, device=idx.device).tril(-1)[None]).any(-1)  # first position of each cell
+        gen_cells, gen_lp = self.topk(z, max(k, pool), beam)  # (Q, P)
+        in_pool = ctx[:, :, None] == gen_cells[:, None, :]  # (Q, T, P)
+        p_gen = (in_pool * gen_lp.exp()[:, None, :]).sum(-1)  # (Q, T)
+        g = self.gate(z)  # (Q, 1)
+        lp_ctx = (torch.sigmoid(g) * p_gen + torch.sigmoid(-g) * p_copy).clamp_min(1e-30).log()
+        earlier = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril(-1)
+        first = ~(same & earlier[None]).any(-1)  # first position of each distinct cell
         lp_ctx = lp_ctx.masked_fill(~(visible & first), float("-inf"))
-        gen_cells, gen_lp = self.topk(z, k, beam)  # (Q, k)
-        gen_lp = F.logsigmoid(self.gate(z)) + gen_lp
-        in_ctx = ((gen_cells[:, :, None] == ctx[:, None, :]) & visible[:, None, :]).any(-1)
-        gen_lp = gen_lp.masked_fill(in_ctx, float("-inf"))  # already scored exactly above
-        cand = torch.cat([safe, gen_cells], dim=1)
-        lp, sel = torch.cat([lp_ctx, gen_lp], dim=1).topk(k, dim=-1)
+        in_ctx = (in_pool & visible[:, :, None]).any(1)  # (Q, P): already scored above
+        lp_gen = (F.logsigmoid(g) + gen_lp).masked_fill(in_ctx, float("-inf"))
+        cand = torch.cat([torch.where(visible, ctx, 0), gen_cells], dim=1)
+        lp, sel = torch.cat([lp_ctx, lp_gen], dim=1).topk(k, dim=-1)
         return cand.gather(1, sel), lp
 
     @torch.no_grad()
-    def topk(self, z: torch.Tensor, k: int = 5, beam: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    def topk(self, z: torch.Tensor, k: int = 5, beam: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
         """Head inputs z (N, C) -> the generator's k most likely cells (N, k) and their log-probabilities.
 
         Searches the `beam` most likely blocks; exact whenever the k-th log-prob found is at least the

@@ -42,9 +42,10 @@ class NextlocEvalSettings:
     eval_days: int = 7
     traj_days: int = 1
     max_test_users: int = 0  # 0 = every test user
-    beam: int = 16
+    beam: int = 8
     batch_size: int = 64  # windows per forward pass
     device: str = "auto"
+    threads: int = 1  # torch CPU threads (0 = torch's default); see RawTrainSettings.threads
 
     def __post_init__(self) -> None:
         for name in ("horizons", "eval_days", "traj_days", "beam", "batch_size"):
@@ -163,8 +164,12 @@ def evaluate_nextloc(settings: NextlocEvalSettings, with_gpt: bool = True) -> di
     markov = fit_markov(train, settings.horizons, TOPK)
     gpt, version = None, None
     if with_gpt:
+        import torch
+
         from training.nextloc_train import load_model, pick_device
 
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
         device = pick_device(settings.device)
         model, payload = load_model(settings.checkpoint, device)
         gpt, version = GPTScorer(model, test, device, settings.batch_size, settings.beam), payload["version"]

@@ -26,8 +26,8 @@ class RawTrainSettings:
     data: Path = field(default_factory=default_data)
     out: Path = field(default_factory=lambda: runs_dir() / "encoder" / "raw_gpt.pt")
     seed: int = 0
-    epochs: int = 6
-    steps_per_epoch: int = 150
+    epochs: int = 4
+    steps_per_epoch: int = 120
     batch_size: int = 48
     lr: float = 3e-3
     weight_decay: float = 0.01
@@ -37,7 +37,9 @@ class RawTrainSettings:
     patience: int = 2  # epochs without a better validation loss before stopping
     max_minutes: float = 8.0  # wall-clock guard: stop after the epoch that passes it
     device: str = "auto"  # auto = CUDA when present, else CPU
-    threads: int = 0  # torch CPU threads; 0 = torch's default
+    # torch CPU threads; 0 = torch's default. 1 by default: on a shared 2-core machine two OpenMP
+    # threads that get descheduled spin on each other (measured 8x slower wall time under load)
+    threads: int = 1
     model: RawGPTConfig = field(default_factory=RawGPTConfig)
     progress: bool = True
 
@@ -118,7 +120,7 @@ def train_raw(settings: RawTrainSettings) -> dict:
         n_params(model), fit.n_users, len(fit.cell), val.n_users, device,
     )
     best, best_state, stale, history = float("inf"), None, 0, []
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     for epoch in range(settings.epochs):
         bar = tqdm(range(settings.steps_per_epoch), desc=f"epoch {epoch + 1}/{settings.epochs}", disable=not settings.progress)
         train_sum = 0.0
@@ -147,6 +149,8 @@ def train_raw(settings: RawTrainSettings) -> dict:
     train_seconds = time.perf_counter() - t0
     extra = {
         "train_seconds": train_seconds,
+        # CPU time of this process (all its threads): comparable across runs on a busy shared machine
+        "train_cpu_seconds": time.process_time() - cpu0,
         "history": history,
         "data": str(settings.data),
         "train_uid_below": settings.train_uid_below,

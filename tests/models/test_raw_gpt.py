@@ -10,6 +10,15 @@ from models.raw_gpt import KIND, RawGPT, RawGPTConfig, join_cell, split_cell
 CFG = RawGPTConfig(block_size=12, n_layer=2, n_head=2, n_embd=32)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # tiny tensors: a second OpenMP thread only adds spinning on a busy 2-core machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make_batch(seed: int = 0, B: int = 3, T: int = 12):
     g = torch.Generator().manual_seed(seed)
     idx = torch.randint(0, CFG.n_cells, (B, T), generator=g)
