@@ -94,6 +94,7 @@ def _travel_slots(a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.
 
 
 def plan_days(users: A.Users, days: int, holidays: np.ndarray, city: City, rng: np.random.Generator) -> Plan:
+    """The plans of a block of users for days 0..days-1 (holidays: bool per day)."""
     n = len(users)
     n_ud = n * days
     works_all = _works(users, days, holidays, rng)
