@@ -119,6 +119,7 @@ def test_header_in_another_order_and_city_from_name(tmp_path):
     assert (cols["uid"][0], cols["d"][0], cols["t"][0]) == (7, 3, 4)
     assert describe(tmp_path / "cityC_challengedata.csv").city == "C"
     assert city_of(tmp_path / "POIdata_cityB.csv") == "B" and city_of(tmp_path / "x.csv") == "A"
+    assert city_of(tmp_path / "velocity_x.csv") == "A" and city_of(tmp_path / "cityd-2024.csv.gz") == "D"
     assert describe(tmp_path / "cityC_challengedata.csv", city="d").city == "D"
 
 

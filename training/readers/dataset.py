@@ -12,7 +12,7 @@ from training.readers.parquet import parquet_columns
 from training.readers.source import container_of, read_header
 
 DEFAULT_CITY = "A"
-_CITY = re.compile(r"city_?([A-Za-z])(?:[_\-.]|$)")
+_CITY = re.compile(r"(?:^|[^a-z])city_?([a-z])(?:[_\-.]|$)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
