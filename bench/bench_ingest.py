@@ -4,7 +4,9 @@
 
 Fills a topic with a synthetic city's pings (batch messages as `mobstream replay` sends them, and
 single-ping messages), then times a worker from its first processed ping until every ping is in
-Redis (read from the worker's own Prometheus counters, so group-join time is left out). Beside it,
+Redis (read from the worker's own Prometheus counters, so group-join time is left out), and the CPU
+seconds the worker process and redis-server spent meanwhile (robust when other jobs share the cores:
+pings per CPU-second is what a dedicated core pair would approach). Beside it,
 in the same run and on the same broker and topic: raw aiokafka consume + orjson decode (the
 ceiling the design notes measured at ~108,000 msgs/s). Prints pings/s, the ceiling, the ratio and
 the machine. Uses MOBSTREAM_BOOTSTRAP/MOBSTREAM_REDIS_URL when set, else starts its own services.
@@ -102,13 +104,25 @@ def counter(port: int, name: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + "{") or line.startswith(name + " "))
 
 
-def time_worker(bootstrap: str, redis_url: str, topic: str, expect: int, log: Path, timeout: float = 300) -> float:
-    """Seconds from the worker's first counted ping to all `expect` pings processed."""
+def cpu_seconds(proc, r) -> float:
+    """CPU seconds used so far by the worker process (and children) plus the redis-server."""
+    import psutil
+
+    t = psutil.Process(proc.pid).cpu_times()
+    info = r.info("cpu")
+    return t.user + t.system + info["used_cpu_user"] + info["used_cpu_sys"]
+
+
+def time_worker(bootstrap: str, redis_url: str, topic: str, expect: int, log: Path,
+                timeout: float = 300) -> tuple[float, float]:
+    """(seconds, worker + redis CPU seconds) from the worker's first counted ping to all `expect` pings processed."""
+    import redis
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.integration.worker_proc import WorkerProc
 
     w = WorkerProc(bootstrap, redis_url, topic, f"b{uuid.uuid4().hex[:8]}", PARTITIONS, log,
                    ["--loglevel", "warning"])
+    r = redis.Redis.from_url(redis_url)
     try:
         t_first = None
         deadline = time.monotonic() + timeout
@@ -119,27 +133,34 @@ def time_worker(bootstrap: str, redis_url: str, topic: str, expect: int, log: Pa
                 n = 0
             now = time.perf_counter()
             if n and t_first is None:
-                t_first, n_first = now, n
+                t_first, n_first, cpu_first = now, n, cpu_seconds(w.proc, r)
             if n >= expect:
                 # the first poll already saw n_first pings: credit their share of the time
-                return (now - t_first) * expect / max(1, expect - n_first)
+                scale = expect / max(1, expect - n_first)
+                return (now - t_first) * scale, (cpu_seconds(w.proc, r) - cpu_first) * scale
             if w.proc.poll() is not None:
                 raise SystemExit(f"worker exited:\n{w.tail()}")
             time.sleep(0.05)
         raise SystemExit(f"worker did not finish in {timeout} s:\n{w.tail()}")
     finally:
+        r.close()
         w.stop()
 
 
 def run_case(label: str, bootstrap: str, redis_url: str, path: Path, single: bool, tmp: Path) -> None:
     topic = f"bench-{'single' if single else 'batch'}-{uuid.uuid4().hex[:6]}"
     rep = replay(ReplaySettings(path, bootstrap, topic, PARTITIONS, single=single, progress=False))
+    c0 = time.process_time()
     dt_raw, raw_msgs, raw_pings = asyncio.run(raw_ceiling(bootstrap, topic, rep.messages))
-    secs = time_worker(bootstrap, redis_url, topic, rep.pings, tmp / f"{topic}.log")
+    dt_raw_cpu = time.process_time() - c0
+    secs, cpu = time_worker(bootstrap, redis_url, topic, rep.pings, tmp / f"{topic}.log")
     rate = rep.pings / secs
-    print(f"{label:26s} {rep.pings:>9,d} pings in {rep.messages:>8,d} msgs  worker {rate:>10,.0f} pings/s "
-          f"({rep.messages / secs:,.0f} msgs/s) | raw aiokafka consume+decode {raw_msgs:>9,.0f} msgs/s "
-          f"= {raw_pings:>10,.0f} pings/s | worker/raw {rate / raw_pings:.2f}", flush=True)
+    raw_cpu_us = 1e6 * dt_raw_cpu / rep.pings
+    print(f"{label:22s} {rep.pings:>8,d} pings in {rep.messages:>7,d} msgs | worker {rate:>9,.0f} pings/s wall "
+          f"({rep.messages / secs:,.0f} msgs/s), CPU worker+redis {1e6 * cpu / rep.pings:.1f} us/ping "
+          f"= {rep.pings / cpu:,.0f} pings per CPU-second | raw aiokafka consume+decode {raw_pings:>10,.0f} pings/s "
+          f"wall, {raw_cpu_us:.2f} CPU us/ping | worker/raw: wall {rate / raw_pings:.3f}, "
+          f"CPU {raw_cpu_us / (1e6 * cpu / rep.pings):.3f}", flush=True)
 
 
 def main() -> None:

@@ -8,7 +8,8 @@ All keys start with "<app>:" (setting `app`, default "mobstream"); city-scoped k
                                         window's 8 slot hashes (absent = not seen: the mask)
   <app>:<city>:act:<slot>:p<part> set   uids partition <part> saw in <slot>: whom it closes, and purges
                                         from cells:<slot> once no window needs the slot (8 slots on)
-  <app>:<city>:flowp:<slot>:p<part> hash cell -> "occ,in,out"  partition <part>'s share of a closed slot
+  <app>:<city>:flowp:<slot>:p<part> string JSON [[cell...], [occ, in, out, ...]]: partition <part>'s
+                                        share of a closed slot
   <app>:<city>:pslots             zset  slots having partial flows (score = slot), to assemble
   <app>:<city>:flow:<slot>        hash  cell -> "occ,in,out"  the city's flows of a closed slot: sum of
                                         the partitions' shares; 8 consecutive ones are a cell's window

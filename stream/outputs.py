@@ -101,16 +101,17 @@ class Outputs:
             await self._slot(city, slot)
 
     async def _slot(self, city: str, slot: int) -> None:
-        slots = list(range(slot - WINDOW_SLOTS + 1, slot + 1))
+        model = self.forecaster.get()
+        # Without a forecaster only the live persistence error is made, which needs two slots, not eight.
+        slots = list(range(slot - (WINDOW_SLOTS if model is not None else 2) + 1, slot + 1))
         flows = await self._flows(city, slots)
         cells = np.array(sorted(set().union(*(f.keys() for f in flows.values()))), dtype=np.int64)
-        chan = np.zeros((len(cells), WINDOW_SLOTS, 3), dtype=np.float32)  # (N, 8, 3)
+        chan = np.zeros((len(cells), len(slots), 3), dtype=np.float32)  # (N, 8 or 2, 3)
         pos = {c: i for i, c in enumerate(cells.tolist())}
         for j, s in enumerate(slots):
             for c, v in flows[s].items():
                 chan[pos[c], j] = v
         await self._error(city, slot, cells, chan)
-        model = self.forecaster.get()
         if model is None or not len(cells):
             return
         t0 = time.perf_counter()

@@ -67,7 +67,7 @@ return #uids
 
 # ARGV: "<app>:", partition, last closed slot, number of partitions, ttl. Records the partition's
 # progress; every slot that all partitions have now closed is assembled per city (sum of the
-# partitions' shares). Returns JSON [[city, slot], ...] of the slots this call assembled.
+# partitions' shares, each a JSON string [[cell...], [occ, in, out, occ, in, out, ...]]). Returns JSON [[city, slot], ...] of the slots this call assembled.
 ADVANCE = r"""
 local a, part, closed, n, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local prev = tonumber(redis.call('HGET', a .. 'closed', part))
@@ -91,14 +91,18 @@ for _, city in ipairs(redis.call('SMEMBERS', a .. 'cities')) do
   for _, slot in ipairs(redis.call('ZRANGEBYSCORE', cp .. 'pslots', from, low)) do
     local sum, order = {}, {}
     for q = 0, n - 1 do
-      local h = redis.call('HGETALL', cp .. 'flowp:' .. slot .. ':p' .. q)
-      for j = 1, #h, 2 do
-        local o, i, u = string.match(h[j + 1], '^(%d+),(%d+),(%d+)$')
-        local acc = sum[h[j]]
-        if acc == nil then acc = {0, 0, 0}; sum[h[j]] = acc; order[#order + 1] = h[j] end
-        acc[1], acc[2], acc[3] = acc[1] + tonumber(o), acc[2] + tonumber(i), acc[3] + tonumber(u)
+      local raw = redis.call('GET', cp .. 'flowp:' .. slot .. ':p' .. q)
+      if raw then
+        local d = cjson.decode(raw)
+        local cells, k = d[1], d[2]
+        for j = 1, #cells do
+          local acc = sum[cells[j]]
+          if acc == nil then acc = {0, 0, 0}; sum[cells[j]] = acc; order[#order + 1] = cells[j] end
+          acc[1], acc[2], acc[3] = acc[1] + k[3 * j - 2], acc[2] + k[3 * j - 1], acc[3] + k[3 * j]
+        end
       end
     end
+    table.sort(order)
     local fk = cp .. 'flow:' .. slot
     redis.call('DEL', fk)
     local args = {}

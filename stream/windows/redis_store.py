@@ -78,11 +78,9 @@ class RedisWindowStore(WindowStore):
     async def finish_close(self, part, partials, closed_through, n_partitions, purge):
         async with self.r.pipeline(transaction=False) as pipe:
             for city, slot, cells, counts in partials:
-                key = self.keys.partial(city, slot, part)
-                pipe.delete(key)
-                if len(cells):
-                    pipe.hset(key, mapping={c: f"{o},{i},{u}" for c, (o, i, u) in zip(cells.tolist(), counts.tolist())})
-                    pipe.expire(key, self.ttl)
+                # One JSON string per share: packing thousands of hash fields cost more than the rest of the close.
+                pipe.set(self.keys.partial(city, slot, part), orjson.dumps([cells, counts.reshape(-1)],
+                                                                         option=orjson.OPT_SERIALIZE_NUMPY), ex=self.ttl)
                 pipe.zadd(self.keys.partial_slots(city), {str(slot): slot})
                 pipe.expire(self.keys.partial_slots(city), self.ttl)
             # After the shares in the same pipeline: Redis runs it in order, so assembly sees them.
