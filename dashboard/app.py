@@ -84,8 +84,9 @@ def main() -> None:
         with data.guard("Forecast error", s):
             health.error_panel(s, city)
 
-    # Lazy tabs: only the open tab runs, so a refresh pays for what is on screen.
-    tab_map, tab_users, tab_system = st.tabs(["Flow map", "Embeddings", "System"], key="tab", on_change="rerun")
+    # Lazy tabs: only the open tab runs, so a refresh pays for what is on screen; the open tab is in
+    # the URL (?tab=System), so a link opens the same view.
+    tab_map, tab_users, tab_system = st.tabs(["Flow map", "Embeddings", "System"], key="tab", bind="query-params")
     if tab_map.open:
         with tab_map:
             live_map()

@@ -39,7 +39,7 @@ def chart(title: str) -> dict:
     """Vega-Lite spec (a plain dict: no Altair validation on every refresh) for history_frame's table."""
     names = list(SERIES)
     return {
-        "title": title, "height": 300, "mark": {"type": "line", "point": {"size": 18}},
+        "title": title, "mark": {"type": "line", "point": {"size": 18}},
         "encoding": {
             "x": {"field": "time", "type": "temporal", "title": None, "axis": {"format": "%a %H:%M"}},
             "y": {"field": "value", "type": "quantitative", "title": "people"},
@@ -55,12 +55,15 @@ def chart(title: str) -> dict:
 
 
 def cell_inputs() -> tuple[int, int]:
-    st.session_state.setdefault("cell_x", 100)
-    st.session_state.setdefault("cell_y", 100)
+    """The drill-down cell, kept under "cell" (the map marks it; the hottest-cells table sets it). The inputs'
+    keys carry a generation that the table bumps, so a cell picked there shows up in fresh inputs."""
+    x0, y0 = st.session_state.get("cell", (100, 100))
+    gen = st.session_state.get("cell_gen", 0)
     a, b = st.columns(2)
-    x = a.number_input("x (east)", 1, GRID_SIZE, key="cell_x")
-    y = b.number_input("y (north)", 1, GRID_SIZE, key="cell_y")
-    return int(x), int(y)
+    x = int(a.number_input("x (east)", 1, GRID_SIZE, value=x0, key=f"cell_x:{gen}"))
+    y = int(b.number_input("y (north)", 1, GRID_SIZE, value=y0, key=f"cell_y:{gen}"))
+    st.session_state["cell"] = (x, y)
+    return x, y
 
 
 def panel(s: DashboardSettings, city: str, channel: str) -> None:
@@ -73,7 +76,7 @@ def panel(s: DashboardSettings, city: str, channel: str) -> None:
     h = readers.cell_history(data.client(s), data.keys(s), city, int(cell_id(x, y)), end, s.history_slots)
     df = history_frame(h, channel, s.origin)
     hours = s.history_slots * SLOT_SECONDS / 3600
-    st.vega_lite_chart(df, chart(f"Cell ({x}, {y}) · {channel} · last {hours:g} h"), width="stretch")
+    st.vega_lite_chart(df, chart(f"Cell ({x}, {y}) · {channel} · last {hours:g} h"), width="stretch", height=320)
     model, persistence, n = errors_of(h, channel)
     a, b = st.columns(2)
     a.metric("Forecast MAE", "—" if n == 0 else f"{model:.2f}", help=f"over {n} slots with a forecast")

@@ -26,7 +26,7 @@ class Projection:
 
         self.dim = emb.shape[1]
         self.saved = saved is not None
-        self.pca = saved if saved is not None else PCA(n_components=2, svd_solver="covariance_eigh",
+        self.pca = saved if saved is not None else PCA(n_components=2, svd_solver="randomized",
                                                         random_state=0).fit(emb)
 
     def __call__(self, emb: np.ndarray) -> np.ndarray:
@@ -115,7 +115,7 @@ def scatter(df: pd.DataFrame, color: str) -> tuple[pd.DataFrame, dict]:
         enc["color"] = {"field": "value", "type": "quantitative" if numeric else "nominal", "title": color,
                         "scale": {"scheme": "viridis" if numeric else "tableau10"}}
         enc["tooltip"].append({"field": "value", "title": color})
-    spec = {"height": 480, "mark": {"type": "circle", "size": 14, "opacity": 0.75}, "encoding": enc,
+    spec = {"mark": {"type": "circle", "size": 14, "opacity": 0.75}, "encoding": enc,
             "params": [{"name": "brush", "select": {"type": "interval", "encodings": ["x", "y"]}}]}
     return df, spec
 
@@ -164,7 +164,8 @@ def panel(s: DashboardSettings, city: str) -> None:
             df[color] = lab[color[len("label: "):]].to_numpy()
     left, right = st.columns([3, 2])
     with left:
-        event = st.vega_lite_chart(*scatter(df, color), on_select="rerun", key="emb_scatter", width="stretch")
+        event = st.vega_lite_chart(*scatter(df, color), on_select="rerun", key="emb_scatter", width="stretch",
+                                   height=480)
     with right:
         pick = selected(df, event)
         if not pick:

@@ -83,8 +83,8 @@ def _pick_from_table() -> None:
     rows = getattr(getattr(event, "selection", None), "rows", None) or []
     table = st.session_state.get("_top_cells")
     if rows and table is not None and rows[0] < len(table):
-        st.session_state["cell_x"] = int(table.x.iloc[rows[0]])
-        st.session_state["cell_y"] = int(table.y.iloc[rows[0]])
+        st.session_state["cell"] = (int(table.x.iloc[rows[0]]), int(table.y.iloc[rows[0]]))
+        st.session_state["cell_gen"] = st.session_state.get("cell_gen", 0) + 1
 
 
 def header(s: DashboardSettings, city: str, slot: int, wm: dict[int, float]) -> None:
@@ -108,8 +108,7 @@ def panel(s: DashboardSettings, city: str, view: str, channel: str) -> None:
     slot = latest[city]
     header(s, city, slot, wm)
     url = data.redis_url(s)
-    mark = (st.session_state.get("cell_x"), st.session_state.get("cell_y"))
-    mark = mark if None not in mark else None
+    mark = st.session_state.get("cell")
     fr, png, table = rendered(view, channel, slot, data.flows(url, s.app, city, slot),
                               data.forecasts(url, s.app, city, slot) if view == "forecast" else None,
                               data.forecasts(url, s.app, city, slot - 1) if view == "error" else None, mark)

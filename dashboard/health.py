@@ -32,7 +32,7 @@ def error_chart(err: dict[str, np.ndarray]) -> tuple[pd.DataFrame, dict]:
     df = pd.DataFrame({"slot": err["slot"], "model": err["model"], "persistence": err["persistence"]})
     long = df.melt(id_vars=["slot"], value_vars=["model", "persistence"], var_name="forecast", value_name="MAE")
     spec = {
-        "title": "Live forecast error (mean |forecast − actual| per closed slot)", "height": 220,
+        "title": "Live forecast error (mean |forecast − actual| per closed slot)",
         "mark": {"type": "line", "point": True},
         "encoding": {
             "x": {"field": "slot", "type": "quantitative", "axis": {"format": "d"}},
@@ -89,8 +89,10 @@ def error_panel(s: DashboardSettings, city: str) -> None:
                 "(needs the worker's forecaster).", icon="ℹ️")
         return
     m, p = err["model"][-1], err["persistence"][-1]
+    both = bool(np.isfinite(m) and np.isfinite(p))
     a, b = st.columns(2)
-    a.metric("Model MAE (last slot)", f"{m:.3f}")
-    b.metric("Persistence MAE (last slot)", f"{p:.3f}", delta=f"{m - p:+.3f} model − persistence",
-             delta_color="inverse")
-    st.vega_lite_chart(*error_chart(err), width="stretch")
+    a.metric("Model MAE (last slot)", f"{m:.3f}" if np.isfinite(m) else "—",
+             help="no forecast was made for this slot (worker's forecaster off)" if not np.isfinite(m) else None)
+    b.metric("Persistence MAE (last slot)", f"{p:.3f}" if np.isfinite(p) else "—",
+             delta=f"{m - p:+.3f} model − persistence" if both else None, delta_color="inverse")
+    st.vega_lite_chart(*error_chart(err), width="stretch", height=260)

@@ -100,6 +100,10 @@ MAP_DRAWN = ("(() => { const im = document.querySelector('[data-testid=\"stImage
              " return !!im && im.complete && im.naturalWidth >= 800; })()")
 
 
+# No element is faded as stale, i.e. no run is in progress: a screenshot now shows a settled page.
+SETTLED = "document.querySelectorAll('[data-stale=\"true\"]').length === 0"
+
+
 def colourful_fraction(png: Path, box: tuple[int, int, int, int]) -> float:
     """Share of pixels in box (left, top, right, bottom) that are coloured (max-min channel spread > 40):
     a drawn heatmap is, an empty dark page, grey text or a spinner is not."""

@@ -45,13 +45,19 @@ def ingest(url: str, app: str, df: pd.DataFrame, city: str = "A") -> list[tuple[
     return asyncio.run(_ingest(url, app, df, city))
 
 
-def _fc_doc(v: np.ndarray, list_form: bool):
-    return v.tolist() if list_form else {"occ": float(v[0]), "in": float(v[1]), "out": float(v[2]), "v": "test"}
+def _fc_doc(v: np.ndarray, list_form: bool, city: str, cell: int, slot: int):
+    """The worker's forecast value (stream/outputs.py), or the bare [occ, in, out] list readers also accept."""
+    if list_form:
+        return v.tolist()
+    x, y = cell % 200 + 1, cell // 200 + 1
+    return {"city": city, "cell": cell, "x": x, "y": y, "slot": slot + 1, "made_at": slot,
+            "occ": float(v[0]), "in": float(v[1]), "out": float(v[2]), "version": "test"}
 
 
 def write_outputs(url: str, app: str, city: str, slots: list[int], dim: int = 32, seed: int = 0,
                   list_form: bool = False) -> None:
-    """Forecasts (persistence with noise), errors and embeddings for the assembled slots, as documented:
+    """Forecasts (persistence with noise), errors and embeddings for the assembled slots, in the formats the
+    worker writes (stream/outputs.py):
     fc:<s> cell -> {"occ","in","out"} (or [occ,in,out]); err slot -> {"model","persistence"}; emb:<uid> ->
     {"slot","embedding"}."""
     rng = np.random.default_rng(seed)
@@ -63,12 +69,14 @@ def write_outputs(url: str, app: str, city: str, slots: list[int], dim: int = 32
             h = {int(c): np.array(v.split(b","), dtype=np.int64) for c, v in r.hgetall(k.flow(city, s)).items()}
             fc = {c: np.clip(v + rng.normal(0, 0.6, 3), 0, None).round(3) for c, v in h.items()}
             if fc:
-                r.hset(k.forecast(city, s), mapping={c: orjson.dumps(_fc_doc(v, list_form)) for c, v in fc.items()})
+                r.hset(k.forecast(city, s), mapping={c: orjson.dumps(_fc_doc(v, list_form, city, c, s))
+                                                       for c, v in fc.items()})
             if prev is not None:
                 cells = sorted(set(h) | set(prev))
                 a = np.array([h.get(c, np.zeros(3)) for c in cells], dtype=float)
                 p = np.array([prev.get(c, np.zeros(3)) for c in cells], dtype=float)
-                r.hset(k.errors(city), s, orjson.dumps({"model": float(np.abs(p + 0.3 - a).mean()) * 0.8,
+                r.hset(k.errors(city), s, orjson.dumps({"slot": s, "cells": len(cells), "version": "test",
+                                                         "model": float(np.abs(p + 0.3 - a).mean()) * 0.8,
                                                          "persistence": float(np.abs(p - a).mean())}))
             prev = h
         cells: dict[str, list[int]] = {}
@@ -78,7 +86,9 @@ def write_outputs(url: str, app: str, city: str, slots: list[int], dim: int = 32
         for uid, seen in cells.items():
             centre = np.mean([[c % 200, c // 200] for c in seen], axis=0) / 10.0
             vec = np.concatenate([centre, rng.normal(0, 0.3, dim - 2)])
-            r.set(k.embedding(city, uid), orjson.dumps({"slot": slots[-1], "embedding": vec.round(4).tolist()}))
+            r.set(k.embedding(city, uid), orjson.dumps({"uid": uid, "city": city, "slot": slots[-1], "version": "test",
+                                                        "embedding": vec.astype(np.float32)},
+                                                       option=orjson.OPT_SERIALIZE_NUMPY))
     finally:
         r.close()
 

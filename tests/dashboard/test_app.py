@@ -98,9 +98,11 @@ def test_drilldown_follows_cell_inputs(filled, monkeypatch):
     _env(monkeypatch, url, app)
     at = _run(AppTest.from_file(APP, default_timeout=60))
     hot = at.session_state["_top_cells"].iloc[0]
-    at.number_input(key="cell_x").set_value(int(hot.x))
-    at.number_input(key="cell_y").set_value(int(hot.y))
+    at.number_input[0].set_value(int(hot.x))
     _run(at)
+    at.number_input[1].set_value(int(hot.y))
+    _run(at)
+    assert at.session_state["cell"] == (int(hot.x), int(hot.y))
     text = _text(at)
     assert "Forecast MAE=" in text and "Forecast MAE=—" not in text
     charts = at.get("vega_lite_chart")

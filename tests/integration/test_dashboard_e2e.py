@@ -78,7 +78,7 @@ def test_live_map_renders_in_chromium(broker, redis_url, make_topic, tmp_path):
         shot = SHOTS / "dashboard_e2e.png"
         with browser.open_page(f"http://127.0.0.1:{port}/") as page:
             assert page.wait(browser.MAP_DRAWN, timeout=90), page.eval("document.body.innerText")
-            time.sleep(1.0)
+            page.wait(browser.SETTLED, timeout=20)
             text = page.eval("document.body.innerText")
             box = browser.image_box(page)
             page.screenshot(shot)
