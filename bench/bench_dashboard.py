@@ -162,7 +162,8 @@ def main() -> None:
             for name, tab in (("flow map (actual)", lambda c: map_tab(r, k, "actual", c)),
                               ("flow map (error)", lambda c: map_tab(r, k, "error", c)),
                               (f"embeddings ({a.max_users:,})", lambda c: embeddings_tab(r, k, a.max_users, c, proj)),
-                              (f"embeddings ({a.users:,})", lambda c: embeddings_tab(r, k, a.users, c, {"pca": proj["pca"]})),
+                              (f"embeddings ({a.users:,})",
+                               lambda c: embeddings_tab(r, k, a.users, c, {"pca": proj["pca"]})),
                               ("system", lambda c: system_tab(r, k))):
                 cold, warm = [], []
                 for _ in range(a.repeat):

@@ -25,11 +25,6 @@ class NoRedis(Exception):
 
 
 @st.cache_resource(show_spinner=False)
-def settings() -> DashboardSettings:
-    return DashboardSettings.from_env()
-
-
-@st.cache_resource(show_spinner=False)
 def _client(url: str):
     import redis
 

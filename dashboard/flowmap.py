@@ -131,8 +131,10 @@ def panel(s: DashboardSettings, city: str, view: str, channel: str) -> None:
         vals = fr.values[~fr.blank]
         k1, k2 = st.columns(2)
         k1.metric("Active cells", f"{int((~fr.blank).sum()):,}")
-        k2.metric("Total" if view != "error" else "Mean |error|",
-                  f"{np.nansum(vals):,.0f}" if view != "error" else f"{np.nanmean(np.abs(vals)) if vals.size else 0:.2f}")
+        if view == "error":
+            k2.metric("Mean |error|", f"{np.nanmean(np.abs(vals)) if vals.size else 0:.2f}")
+        else:
+            k2.metric("Total", f"{np.nansum(vals):,.0f}")
         st.session_state["_top_cells"] = table
         st.markdown("**Hottest cells** (click a row to drill down)")
         st.dataframe(table, hide_index=True, key="top_cells_table", on_select=_pick_from_table,

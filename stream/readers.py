@@ -252,7 +252,8 @@ def embeddings(r, keys: Keys, city: str, uids: list[str], chunk: int = 2000) -> 
     return found, np.vstack(rows)  # (N, D)
 
 
-def user_cells(r, keys: Keys, city: str, uids: list[str], end: int, size: int = WINDOW_SLOTS) -> dict[str, dict[int, int]]:
+def user_cells(r, keys: Keys, city: str, uids: list[str], end: int,
+               size: int = WINDOW_SLOTS) -> dict[str, dict[int, int]]:
     """Each user's cells in the window ending at `end` (HMGET uids on `<app>:<city>:cells:<slot>` for the
     window's slots, one pipelined round trip): uid -> {slot: cell}, slots where the user was seen only."""
     slots = list(window_slots(end, size))

@@ -28,8 +28,9 @@ async def _ingest(url: str, app: str, df: pd.DataFrame, city: str) -> list[tuple
         df = df[df.x != 999]
         ts = replay_ts(df.d.to_numpy(), df.t.to_numpy(), df.uid.to_numpy())
         order = np.argsort(ts, kind="stable")
+        cols = zip(df.uid.to_numpy()[order], ts[order], df.x.to_numpy()[order], df.y.to_numpy()[order])
         msgs = [(str(u).encode(), orjson.dumps({"uid": int(u), "ts": float(t), "x": int(x), "y": int(y), "city": city}))
-                for u, t, x, y in zip(df.uid.to_numpy()[order], ts[order], df.x.to_numpy()[order], df.y.to_numpy()[order])]
+                for u, t, x, y in cols]
         made = []
         for i in range(0, len(msgs), 500):
             made += (await proc.process(0, msgs[i:i + 500])).assembled

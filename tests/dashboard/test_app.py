@@ -24,7 +24,8 @@ def _env(monkeypatch, url: str, app: str, **extra) -> None:
 
 
 def _text(at: AppTest) -> str:
-    parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "success") for e in getattr(at, kind)]
+    kinds = ("markdown", "caption", "info", "warning", "error", "success")
+    parts = [e.value for kind in kinds for e in getattr(at, kind)]
     parts += [f"{m.label}={m.value}" for m in at.metric]
     return "\n".join(str(p) for p in parts)
 
@@ -139,3 +140,14 @@ def test_tabs_are_lazy(filled, monkeypatch):
     _env(monkeypatch, url, app)
     at = _run(AppTest.from_file(APP, default_timeout=60))
     assert "Users=" not in _text(at) and "Last closed slot=" in _text(at)
+
+
+def test_lat_lon_map_with_grid_origin(filled, monkeypatch):
+    url, app, _ = filled
+    _env(monkeypatch, url, app, grid_origin_lat=35.3, grid_origin_lon=139.2)
+    at = _run(AppTest.from_file(APP, default_timeout=60))
+    at.toggle(key="on_map").set_value(True)
+    _run(at)
+    decks = at.get("deck_gl_json_chart")
+    assert decks and "BitmapLayer" in decks[0].proto.json and "data:image/png;base64," in decks[0].proto.json
+    assert '"mapStyle": null' in decks[0].proto.json or "mapStyle" not in decks[0].proto.json
