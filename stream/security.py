@@ -194,6 +194,10 @@ def check_redis(url: str, sec: RedisSecurity, timeout: float = 5.0) -> None:
         raise SecurityError(f"Redis at {where} needs a password: set redis_password ({env('redis_password')}) "
                             f"or put it in MOBSTREAM_REDIS_URL ({exc})") from exc
     except redis.ConnectionError as exc:
+        if "certificate" in str(exc).lower():
+            raise SecurityError(f"Redis at {where}: TLS verification failed ({exc}); check redis_ssl_ca_file "
+                                f"({env('redis_ssl_ca_file')}) and redis_ssl_check_hostname "
+                                f"({env('redis_ssl_check_hostname')})") from exc
         raise SecurityError(f"cannot reach Redis at {where} (MOBSTREAM_REDIS_URL): {exc}") from exc
     finally:
         client.close()

