@@ -14,6 +14,9 @@ def env(name: str) -> str:
     return ENV_PREFIX + name.upper().replace("-", "_")
 
 
-def opt(default: Any, name: str, help: str, **kw: Any) -> Any:
-    """A typer option whose value may also come from MOBSTREAM_<NAME>; --help shows the variable."""
-    return typer.Option(default, help=help, envvar=env(name), show_envvar=True, **kw)
+def opt(default: Any, name: str, help: str, *decls: str, **kw: Any) -> Any:
+    """A typer option whose value may also come from MOBSTREAM_<NAME>; --help shows the variable.
+
+    `decls` name the flags when the parameter name is not enough, e.g. "--strict/--lenient".
+    """
+    return typer.Option(default, *decls, help=help, envvar=env(name), show_envvar=True, **kw)
