@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.grid import GRID_SIZE, MASKED, cell_id
+from models.grid import MASKED, cell_id
 from models.slots import SLOTS_PER_DAY, weekday
 from training.exceptions import DataFormatError
 
@@ -59,26 +59,15 @@ def from_arrays(uid, d, t, x, y) -> Sequences:
 
 
 def load(path: str | Path) -> Sequences:
-    """Read a YJMob/HuMob `uid,d,t,x,y` file (csv or csv.gz) into sequences; errors name the file and field."""
-    import pandas as pd
+    """Read a YJMob/HuMob `uid,d,t,x,y` file (csv, csv.gz or parquet) through the validated readers;
+    a bad row raises DataFormatError naming the file, line and field."""
+    from training.readers import read_all
 
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(f"{path}: no such file (generate the demo city with `mobstream generate`)")
-    try:
-        df = pd.read_csv(path, usecols=["uid", "d", "t", "x", "y"], dtype="int64", engine="pyarrow")
-    except (ValueError, KeyError) as exc:
-        raise DataFormatError(f"{path}: not a uid,d,t,x,y integer file: {exc}") from exc
-    cols = {c: df[c].to_numpy() for c in ("uid", "d", "t", "x", "y")}
-    real = ~((cols["x"] == MASKED) & (cols["y"] == MASKED))
-    for name, lo, hi in (("t", 0, SLOTS_PER_DAY - 1), ("x", 1, GRID_SIZE), ("y", 1, GRID_SIZE), ("d", 0, 10**6)):
-        bad = real & ((cols[name] < lo) | (cols[name] > hi))
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise DataFormatError(
-                f"{path}:{row + 2}: field {name}={cols[name][row]} is outside {lo}..{hi}"
-            )
-    return from_arrays(**cols)
+    cols, _ = read_all(path, "yjmob")
+    return from_arrays(cols["uid"], cols["d"], cols["t"], cols["x"], cols["y"])
 
 
 def split_users(seqs: Sequences, train_uid_below: int) -> tuple[Sequences, Sequences]:

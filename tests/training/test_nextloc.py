@@ -32,7 +32,7 @@ def test_sequences_sort_drop_masked_and_keep_last_per_slot():
 def test_load_names_the_file_line_and_field(tmp_path):
     p = tmp_path / "c.csv"
     p.write_text("uid,d,t,x,y\n0,0,0,1,1\n0,0,1,999,999\n0,0,48,1,1\n")
-    with pytest.raises(DataFormatError, match=r"c.csv:4: field t=48"):
+    with pytest.raises(DataFormatError, match=r"c.csv:4: field t"):
         load(p)
     with pytest.raises(DataFormatError, match="no such file"):
         load(tmp_path / "missing.csv")
