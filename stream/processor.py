@@ -43,6 +43,7 @@ class Processor:
 
     def __init__(self, store: WindowStore, limits: Limits, *, lateness: float, n_partitions: int, origin: int,
                  on_closed: OnClosed | None = None, on_assembled: OnAssembled | None = None,
+                 full_windows: Callable[[], bool] = lambda: True,
                  clock: Callable[[], float] = time.perf_counter) -> None:
         self.store = store
         self.limits = limits
@@ -51,6 +52,7 @@ class Processor:
         self.origin = origin
         self.on_closed = on_closed
         self.on_assembled = on_assembled
+        self.full_windows = full_windows  # whole 8-slot windows needed (an embedder is on)?
         self.clock = clock
 
     async def process(self, part: int, messages: list[tuple[bytes | None, bytes]]) -> Outcome:
@@ -85,7 +87,7 @@ class Processor:
 
     async def _close(self, part: int, cities: list[str], to_close: range, out: Outcome) -> None:
         city_slots = [(c, s) for s in to_close for c in cities]
-        windows = await self.store.close_windows(part, city_slots)
+        windows = await self.store.close_windows(part, city_slots, full=self.full_windows())
         partials = []
         for (city, slot), (uids, cells) in zip(city_slots, windows):
             if uids:

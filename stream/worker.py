@@ -40,7 +40,8 @@ class Runner:
         hooks = {}
         if self.outputs is not None:
             self.outputs.attach(client, self.topics["forecasts"], self.topics["embeddings"])
-            hooks = {"on_closed": self.outputs.on_closed, "on_assembled": self.outputs.on_assembled}
+            hooks = {"on_closed": self.outputs.on_closed, "on_assembled": self.outputs.on_assembled,
+                     "full_windows": lambda: self.outputs.embedder.get() is not None}
         self.processor = Processor(store, self.s.limits, lateness=self.s.lateness, n_partitions=self.s.partitions,
                                    origin=self.s.origin, **hooks)
 

@@ -30,25 +30,35 @@ end
 return n
 """
 
-# ARGV: "<app>:<city>:", partition, slot. Returns JSON [uids, cells]: the users the partition saw in
-# the slot and, 8 per user, their cells in slots slot-7 .. slot (-1 = not seen). Reads only.
+# ARGV: "<app>:<city>:", partition, slot, full (1/0). Returns JSON [uids, cells]: the users the
+# partition saw in the slot and, 8 per user, their cells in slots slot-7 .. slot (-1 = not seen).
+# With full = 0 (no embedder needs whole windows) it reads backwards and stops for each user at the
+# most recent earlier observation, all the flows need: older slots then read -1. Reads only.
 CLOSE = r"""
-local cp, part, slot = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local cp, part, slot, full = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1'
 local uids = redis.call('SMEMBERS', cp .. 'act:' .. ARGV[3] .. ':p' .. part)
 if #uids == 0 then return '[[],[]]' end
-local n = #uids
 local out = {}
-for i = 1, 8 * n do out[i] = -1 end
-for col = 1, 8 do
+for i = 1, 8 * #uids do out[i] = -1 end
+local todo = {}
+for i = 1, #uids do todo[i] = i end
+for col = 8, 1, -1 do
+  if #todo == 0 then break end
   local key = cp .. 'cells:' .. (slot - 8 + col)
-  for k = 1, n, 4000 do
-    local hi = math.min(k + 3999, n)
-    local vals = redis.call('HMGET', key, unpack(uids, k, hi))
+  local left = {}
+  for k = 1, #todo, 4000 do
+    local hi = math.min(k + 3999, #todo)
+    local ask = {}
+    for j = k, hi do ask[#ask + 1] = uids[todo[j]] end
+    local vals = redis.call('HMGET', key, unpack(ask))
     for j = 1, #vals do
+      local i = todo[k + j - 1]
       local v = vals[j]
-      if v then out[(k + j - 2) * 8 + col] = tonumber(string.match(v, '|(%-?%d+)$')) end
+      if v then out[(i - 1) * 8 + col] = tonumber(string.match(v, '|(%-?%d+)$')) end
+      if full or col == 8 or not v then left[#left + 1] = i end
     end
   end
+  todo = left
 end
 return cjson.encode({uids, out})
 """

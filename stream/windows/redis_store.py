@@ -64,10 +64,10 @@ class RedisWindowStore(WindowStore):
                 pipe.hsetnx(self.keys.closed, part, clock.next_close - 1)
             await pipe.execute()
 
-    async def close_windows(self, part, city_slots):
+    async def close_windows(self, part, city_slots, full: bool = True):
         async with self.r.pipeline(transaction=False) as pipe:
             for city, slot in city_slots:
-                await self._close(args=[self.keys.city(city), part, slot], client=pipe)
+                await self._close(args=[self.keys.city(city), part, slot, int(full)], client=pipe)
             got = await pipe.execute()
         out = []
         for raw in got:

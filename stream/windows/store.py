@@ -26,9 +26,11 @@ class WindowStore(abc.ABC):
         """Record accepted pings (latest event time per user and slot wins) and the new clock, atomically."""
 
     @abc.abstractmethod
-    async def close_windows(self, part: int, city_slots: list[tuple[str, int]]) -> list[tuple[list[str], np.ndarray]]:
+    async def close_windows(self, part: int, city_slots: list[tuple[str, int]],
+                            full: bool = True) -> list[tuple[list[str], np.ndarray]]:
         """For each (city, slot): users the partition saw there and their cells in slots slot-7..slot
-        as (uids, (N, 8) int, -1 = unseen). One round trip for all."""
+        as (uids, (N, 8) int, -1 = unseen). full=False may leave slots older than each user's most
+        recent earlier observation unread (-1): enough for flows, not for embeddings. One round trip."""
 
     @abc.abstractmethod
     async def finish_close(self, part: int, partials: list[tuple[str, int, np.ndarray, np.ndarray]],

@@ -92,3 +92,19 @@ async def test_assembly_waits_for_every_partition(aredis):
     out1 = await proc.process(1, [msg(ping(2, 0, 1, 1), ping(2, 2, 2, 2))])
     assert out1.assembled == [("A", 0)]
     assert (await store.flows("A", [0]))[0] == {0: (2, 0, 0)}
+
+
+async def test_partial_windows_give_the_same_flows(aredis):
+    from stream.windows.close import slot_flows
+
+    store = RedisWindowStore(aredis)
+    proc = processor(store)
+    rows = [ping(u, s, 1 + (u * s) % 3, 1) for u in range(6) for s in range(9) if (u + s) % 3]
+    await proc.process(0, [msg(*rows)])
+    full = await store.close_windows(0, [("A", 8)], full=True)
+    part = await store.close_windows(0, [("A", 8)], full=False)
+    assert full[0][0] == part[0][0]
+    f_ids, f_counts = slot_flows(full[0][1])
+    p_ids, p_counts = slot_flows(part[0][1])
+    assert f_ids.tolist() == p_ids.tolist() and f_counts.tolist() == p_counts.tolist()
+    assert (part[0][1][:, -1] == full[0][1][:, -1]).all()
