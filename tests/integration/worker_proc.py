@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -12,6 +13,14 @@ from pathlib import Path
 import redis
 
 from stream.services import free_port
+
+
+def _die_with_parent() -> None:
+    """SIGKILL the worker when the test or bench process dies, however it dies (Linux prctl)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 class WorkerProc:
@@ -26,7 +35,8 @@ class WorkerProc:
                 "--session-timeout", "6", "--batch-wait", "0.02", *(extra or [])]
         env = dict(os.environ, MOBSTREAM_STATE_DIR=str(log.parent / "state"))
         self.out = open(log, "ab")
-        self.proc = subprocess.Popen(argv, stdout=self.out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.proc = subprocess.Popen(argv, stdout=self.out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
         if self.proc.poll() is None:
