@@ -21,4 +21,7 @@ def register(app: typer.Typer) -> None:
     from training.synth.command import register as register_generate; register_generate(app)  # noqa: E702
     from training.report_cli import data_report  # light module: DuckDB is imported inside the command
     app.command("data-report")(data_report)
+    from training.encoder_train import train_command as train_encoder; train_app.command("encoder")(train_encoder)  # noqa: E702
+    from training.encoder_eval import evaluate_command as eval_encoder; evaluate_app.command("encoder")(eval_encoder)  # noqa: E702
+    from training.embed import embed_command; app.command("embed")(embed_command)  # noqa: E702
     from training.nextloc_eval import command as eval_nextloc; evaluate_app.command("nextloc")(eval_nextloc)  # noqa: E702
