@@ -158,7 +158,7 @@ def run(s: DemoSettings) -> None:
     try:
         run_step("generate", mobstream_argv("generate", "--users", str(s.users), "--days", str(s.days)), env)
         if s.train and not s.forecaster.exists():
-            run_step("train flow", mobstream_argv("train", "flow", "--data", str(s.dataset), "--out", str(s.forecaster)), env)
+            run_step("train flow", mobstream_argv("train", "flow", "--data", str(s.dataset), "--out-dir", str(s.forecaster.parent)), env)
         if s.train and not s.embedder.exists():
             run_step("train encoder", mobstream_argv("train", "encoder", "--data", str(s.dataset), "--out", str(s.embedder)), env)
         from stream.services import free_port
