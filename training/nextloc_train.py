@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from mobstream.paths import data_dir, runs_dir
-from models.raw_gpt import KIND, RawGPTConfig
+from models.raw_gpt_config import KIND, RawGPTConfig
 from training.exceptions import TrainingError
 from training.nextloc_data import Batch, Sequences, load, sample_batch, split_users, split_validation, tiling_starts, windows
 
