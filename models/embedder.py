@@ -64,17 +64,20 @@ class TrajectoryEmbedder:
     def embed_windows(self, w: Windows) -> np.ndarray:
         return self.embed(w.x, w.y, w.mask, w.end_slot)
 
-    def embed_users(self, uid, slot, x, y) -> tuple[np.ndarray, np.ndarray]:
+    def embed_users(self, uid, slot, x, y, max_tiles: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """A user's whole (multi-day) sequence -> one 512-d profile: the mean of the embeddings of the
-        back-to-back 8-slot windows that tile it (each observation is embedded exactly once).
+        back-to-back 8-slot windows that tile it (each observation is embedded once). With `max_tiles`,
+        a seeded random sample of at most that many tiles per user (cost bound for long sequences).
 
         Returns (uids (U,) sorted, embeddings (U, 512)).
         """
-        return mean_by_user(*self._tiles(uid, slot, x, y))
-
-    def _tiles(self, uid, slot, x, y) -> tuple[np.ndarray, np.ndarray]:
         w = tiled_windows(uid, slot, x, y)
-        return w.uid, self.embed_windows(w)
+        if max_tiles is not None:
+            keep = np.random.default_rng(seed).permutation(len(w))
+            order = keep[np.argsort(w.uid[keep], kind="stable")]
+            start = np.searchsorted(w.uid[order], w.uid[order], side="left")
+            w = w.take(np.sort(order[np.arange(len(order)) - start < max_tiles]))
+        return mean_by_user(w.uid, self.embed_windows(w))
 
 
 def mean_by_user(uid: np.ndarray, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
