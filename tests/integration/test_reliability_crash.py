@@ -1,0 +1,141 @@
+"""Crashes: kill -9 the worker at random points of a replay (the final flows equal the offline truth), and a
+crash inside slot close, between the Redis close and the outputs' publication (what a consumer sees)."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+import uuid
+
+import orjson
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from models.slots import DEFAULT_ORIGIN as O, SLOT_SECONDS as S, slot_from_dt
+from stream.pings import Limits
+from stream.processor import Processor
+from stream.replay import ReplaySettings, replay
+from stream.windows.redis_store import RedisWindowStore
+from tests.integration.test_worker_flows import offline_flows, redis_flows
+from tests.integration.worker_proc import WorkerProc, wait_assembled
+from tests.stream.tiny_city import write_city
+
+pytestmark = pytest.mark.integration
+
+
+def replay_with_kills(broker, redis_url, make_topic, tmp_path, kills: int, seed: int) -> dict:
+    """Replay a city, run a worker, kill -9 it `kills` times at random moments, restart; compare with offline."""
+    topic = make_topic(partitions=2)
+    df = write_city(tmp_path / "c.csv", n_users=200, days=3, seed=seed)
+    replay(ReplaySettings(tmp_path / "c.csv", broker.bootstrap, topic, partitions=2, progress=False, batch_size=40))
+    app = f"t{uuid.uuid4().hex[:8]}"
+    last = int(slot_from_dt(df.d.max(), 47))
+    rng = random.Random(seed)
+    r = redis.Redis.from_url(redis_url)
+    at = []
+    try:
+        for i in range(kills):
+            w = WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / f"w{i}.log", ["--batch-size", "10"])
+            before = int(r.get(f"{app}:assembled") or -1)
+            deadline = time.monotonic() + 60
+            # Kill once this worker has made some progress (or after a random time): a random point mid-stream.
+            wait = rng.uniform(0.0, 3.0)
+            while time.monotonic() < deadline and int(r.get(f"{app}:assembled") or -1) <= before:
+                time.sleep(0.02)
+            time.sleep(wait)
+            at.append(int(r.get(f"{app}:assembled") or -1))
+            w.stop(signal.SIGKILL)
+        w = WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / "final.log")
+        try:
+            wait_assembled(redis_url, app, last, w, timeout=120)
+        finally:
+            w.stop()
+    finally:
+        r.close()
+    assert redis_flows(redis_url, app, "A", range(last + 1)) == offline_flows(df)
+    return {"kills": kills, "assembled_at_kill": at, "last": last}
+
+
+def test_kill_9_once_mid_replay(broker, redis_url, redis_client, make_topic, tmp_path):
+    got = replay_with_kills(broker, redis_url, make_topic, tmp_path, kills=1, seed=3)
+    assert got["assembled_at_kill"][0] < got["last"], got
+
+
+@pytest.mark.slow
+def test_kill_9_five_times_mid_replay(broker, redis_url, redis_client, make_topic, tmp_path):
+    got = replay_with_kills(broker, redis_url, make_topic, tmp_path, kills=5, seed=4)
+    assert sum(a < got["last"] for a in got["assembled_at_kill"]) >= 5, got
+
+
+class Crash(Exception):
+    """The simulated process death inside a slot-close hook."""
+
+
+def pings(slots: int, users: int = 6) -> list:
+    return [(None, orjson.dumps([{"uid": u, "ts": O + s * S + 5 + u, "x": 1 + (u + s) % 4, "y": 2} for u in range(users)]))
+            for s in range(slots)]
+
+
+@pytest.fixture
+async def aredis(redis_client, redis_url):
+    r = aioredis.Redis.from_url(redis_url)
+    yield r
+    await r.aclose()
+
+
+async def run_with_crash(aredis, hook: str, crash_at: int, slots: int = 6):
+    """Process `slots` slots of pings one message at a time; the `hook` raises once when it sees slot crash_at.
+    Then a fresh Processor (a restarted worker) gets every message again (Kafka redelivers). Returns what
+    each hook published: slots for on_assembled, (uid, slot) pairs for on_closed."""
+    seen: dict = {"on_closed": [], "on_assembled": []}
+    crashed = []
+
+    async def on_closed(part, city, slot, uids, cells):
+        if hook == "on_closed" and slot == crash_at and not crashed:
+            crashed.append(slot)
+            raise Crash(slot)
+        seen["on_closed"].extend((u, slot) for u in uids)
+
+    async def on_assembled(made):
+        if hook == "on_assembled" and any(s == crash_at for _, s in made) and not crashed:
+            crashed.append(crash_at)
+            raise Crash(crash_at)
+        seen["on_assembled"].extend(s for _, s in made)
+
+    def fresh():
+        return Processor(RedisWindowStore(aredis), Limits(), lateness=0, n_partitions=1, origin=O,
+                         on_closed=on_closed, on_assembled=on_assembled)
+
+    msgs = pings(slots)
+    p = fresh()
+    done = 0
+    try:
+        for i, m in enumerate(msgs):
+            await p.process(0, [m])
+            done = i + 1
+    except Crash:
+        pass
+    p = fresh()  # restart: the crashed batch was never acknowledged, so it and everything after come again
+    for m in msgs[done:]:
+        await p.process(0, [m])
+    return seen, crashed
+
+
+async def test_crash_in_embedding_publication_redelivers_with_the_same_slot(aredis):
+    seen, crashed = await run_with_crash(aredis, "on_closed", crash_at=2)
+    seen = seen["on_closed"]
+    assert crashed == [2]
+    closed = {s for _, s in seen}
+    assert closed == set(range(5))  # every closed slot's users were published
+    # Nothing was published twice here (the crash preceded publication); a duplicate would carry the same (uid, slot).
+    assert len(seen) == len(set(seen))
+
+
+@pytest.mark.xfail(strict=True, reason="bug: the slot is recorded as assembled (ADVANCE) before on_assembled publishes "
+                   "its forecast; a crash in between skips that slot's forecast for good (see docs/reliability.md)")
+async def test_crash_in_forecast_publication_does_not_skip_the_slot(aredis):
+    seen, crashed = await run_with_crash(aredis, "on_assembled", crash_at=2)
+    assert crashed == [2]
+    assert sorted(set(seen["on_assembled"])) == list(range(5)), seen["on_assembled"]
