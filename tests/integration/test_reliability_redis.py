@@ -1,0 +1,118 @@
+"""Redis faults under a live worker: a restart mid-stream (AOF on) leaves exact flows; a long outage is bounded
+and visible (logs, metrics)."""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.request
+import uuid
+
+import psutil
+import pytest
+import redis
+
+from models.slots import slot_from_dt
+from stream.replay import ReplaySettings, replay
+from stream.services import start_redis, stop
+from tests.integration.test_worker_flows import offline_flows, redis_flows
+from tests.integration.worker_proc import WorkerProc, wait_assembled
+from tests.stream.tiny_city import write_city
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def aof_redis(tmp_path):
+    """A redis-server of its own with AOF persistence; `restart(down_s)` stops it and starts it on the same port."""
+    holder = {"svc": start_redis(tmp_path / "r", aof=True, data_dir=tmp_path / "r-data")}
+
+    def restart(down_s: float) -> None:
+        port = holder["svc"].port
+        stop(holder["svc"])
+        time.sleep(down_s)
+        holder["svc"] = start_redis(tmp_path / "r", port=port, aof=True, data_dir=tmp_path / "r-data")
+
+    holder["restart"] = restart
+    yield holder
+    stop(holder["svc"])
+
+
+def assembled(url: str, app: str) -> int:
+    try:
+        r = redis.Redis.from_url(url, socket_timeout=2)
+        try:
+            return int(r.get(f"{app}:assembled") or -1)
+        finally:
+            r.close()
+    except redis.ConnectionError:
+        return -2
+
+
+def redis_restarts(broker, make_topic, tmp_path, aof_redis, restarts: int, down_s: float) -> None:
+    topic = make_topic(partitions=2)
+    df = write_city(tmp_path / "c.csv", n_users=200, days=3, seed=21)
+    replay(ReplaySettings(tmp_path / "c.csv", broker.bootstrap, topic, partitions=2, progress=False, batch_size=40))
+    app = f"t{uuid.uuid4().hex[:8]}"
+    last = int(slot_from_dt(df.d.max(), 47))
+    url = aof_redis["svc"].url
+    w = WorkerProc(broker.bootstrap, url, topic, app, 2, tmp_path / "w.log", ["--batch-size", "10"])
+    try:
+        for i in range(restarts):
+            deadline = time.monotonic() + 60
+            target = (i + 1) * last // (restarts + 2)
+            while time.monotonic() < deadline and assembled(url, app) < target:
+                time.sleep(0.05)
+            assert assembled(url, app) < last, "the replay ended before the fault"
+            aof_redis["restart"](down_s)
+        wait_assembled(url, app, last, w, timeout=120)
+        alive = w.proc.poll() is None
+    finally:
+        w.stop()
+    assert alive, w.tail()
+    assert redis_flows(url, app, "A", range(last + 1)) == offline_flows(df)
+
+
+@pytest.mark.xfail(strict=True, reason="bug: a Redis error raises out of the agent; Faust restarts the agent and the "
+                   "batch in hand is dropped without being redelivered (see docs/reliability.md)")
+def test_redis_restart_mid_stream_leaves_exact_flows(broker, make_topic, tmp_path, aof_redis):
+    redis_restarts(broker, make_topic, tmp_path, aof_redis, restarts=1, down_s=2.0)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="same bug as test_redis_restart_mid_stream_leaves_exact_flows")
+def test_redis_restarted_three_times(broker, make_topic, tmp_path, aof_redis):
+    redis_restarts(broker, make_topic, tmp_path, aof_redis, restarts=3, down_s=3.0)
+
+
+def metric_text(port: int) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+
+
+@pytest.mark.xfail(strict=True, reason="missing: no metric says Redis is unreachable (memory stays "
+                   "bounded and the log names the connection error; see docs/reliability.md)")
+def test_long_redis_outage_is_bounded_and_visible(broker, make_topic, tmp_path, aof_redis):
+    topic = make_topic(partitions=2)
+    write_city(tmp_path / "c.csv", n_users=200, days=3, seed=22)
+    replay(ReplaySettings(tmp_path / "c.csv", broker.bootstrap, topic, partitions=2, progress=False, batch_size=40))
+    app = f"t{uuid.uuid4().hex[:8]}"
+    url = aof_redis["svc"].url
+    w = WorkerProc(broker.bootstrap, url, topic, app, 2, tmp_path / "w.log", ["--batch-size", "10"])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and assembled(url, app) < 10:
+            time.sleep(0.05)
+        port = aof_redis["svc"].port
+        stop(aof_redis["svc"])
+        rss = []
+        for _ in range(15):
+            time.sleep(1)
+            rss.append(psutil.Process(w.proc.pid).memory_info().rss)
+        text = metric_text(w.metrics_port)
+        log = w.tail(200_000)
+        aof_redis["svc"] = start_redis(tmp_path / "r", port=port, aof=True, data_dir=tmp_path / "r-data")
+    finally:
+        w.stop()
+    assert max(rss) < 1.2 * rss[0], rss  # bounded: nothing piles up in memory while Redis is away
+    assert re.search(r"redis", log, re.I), log[-2000:]
+    assert re.search(r"^mobstream_redis_up(\{[^}]*\})? 0", text, re.M), "no metric says Redis is down"
