@@ -29,9 +29,9 @@ def messages_read(port: int) -> float:
     return float(got.group(1)) if got else 0.0
 
 
-def sigterm_restarts(broker, redis_url, make_topic, tmp_path, stops: int, seed: int) -> list[float]:
+def sigterm_restarts(broker, redis_url, make_topic, tmp_path, stops: int, seed: int, days: int = 3) -> list[float]:
     topic = make_topic(partitions=2)
-    df = write_city(tmp_path / "c.csv", n_users=200, days=3, seed=seed)
+    df = write_city(tmp_path / "c.csv", n_users=200, days=days, seed=seed)
     rep = replay(ReplaySettings(tmp_path / "c.csv", broker.bootstrap, topic, partitions=2, progress=False, batch_size=40))
     app = f"t{uuid.uuid4().hex[:8]}"
     last = int(slot_from_dt(df.d.max(), 47))
@@ -45,7 +45,7 @@ def sigterm_restarts(broker, redis_url, make_topic, tmp_path, stops: int, seed: 
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and int(r.get(f"{app}:assembled") or -1) <= before:
                 time.sleep(0.02)
-            time.sleep(rng.uniform(0.0, 2.0))
+            time.sleep(rng.uniform(0.0, 1.0))
             assert int(r.get(f"{app}:assembled") or -1) < last, "the replay ended before SIGTERM"
             read.append(messages_read(w.metrics_port))
             t0 = time.monotonic()
@@ -77,5 +77,5 @@ def test_sigterm_stops_a_busy_worker_fast_and_restart_resumes(broker, redis_url,
 
 @pytest.mark.slow
 def test_sigterm_five_times(broker, redis_url, redis_client, make_topic, tmp_path):
-    took = sigterm_restarts(broker, redis_url, make_topic, tmp_path, stops=5, seed=32)
+    took = sigterm_restarts(broker, redis_url, make_topic, tmp_path, stops=5, seed=32, days=8)
     print("SIGTERM to exit, seconds:", [round(t, 2) for t in took])
