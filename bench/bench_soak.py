@@ -116,9 +116,11 @@ def sampler(w: WorkerProc, r: redis.Redis, app: str, sent: list, every: float, r
             return
         info = r.info("memory")
         assembled = int(r.get(f"{app}:assembled") or -1)
-        rows.append((time.monotonic() - t0, rss / 2**20, fds, info["used_memory"] / 2**20, r.dbsize(),
+        window = sum(1 for pat in ("cells:*", "act:*") for _ in r.scan_iter(match=f"{app}:*:{pat}", count=1000))
+        rows.append((time.monotonic() - t0, rss / 2**20, fds, info["used_memory"] / 2**20, r.dbsize(), window,
                      sent[0], sent[1] - assembled))
-        print("  t=%6.0fs rss=%7.1f MiB fds=%4d redis=%6.1f MiB keys=%6d produced=%9d slot gap=%d" % rows[-1], flush=True)
+        print("  t=%6.0fs rss=%7.1f MiB fds=%4d redis=%6.1f MiB keys=%6d window keys=%4d produced=%9d slot gap=%d"
+              % rows[-1], flush=True)
 
 
 def main() -> int:
@@ -173,18 +175,21 @@ def report(a, rows, sent, got, dead, assembled) -> None:
     fd0, fd1 = warm[-1][2], max(x[2] for x in after)
     print(f"\nsoak table ({platform.node()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}); "
           f"{a.minutes} min at {a.rate:.0f} pings/s target")
-    print("| t (s) | worker RSS (MiB) | open fds | Redis used (MiB) | Redis keys | pings produced | slot gap |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| t (s) | worker RSS (MiB) | open fds | Redis used (MiB) | Redis keys | window keys | pings produced | slot gap |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     step = max(1, len(rows) // 20)
     for x in rows[::step] + ([rows[-1]] if rows and (len(rows) - 1) % step else []):
-        print("| %.0f | %.1f | %d | %.1f | %d | %d | %d |" % x)
+        print("| %.0f | %.1f | %d | %.1f | %d | %d | %d | %d |" % x)
     elapsed = rows[-1][0] if rows else 0.0
+    print(f"Redis per slot: {(rows[-1][3] - rows[0][3]) / max(sent[1], 1) * 1024:.0f} KiB (flow:/flowp: kept until --ttl)")
     print(f"\nproduced {sent[0]} pings over {sent[1] + 1} slots ({sent[0] / max(elapsed, 1):.0f} pings/s achieved); "
           f"worker accepted {got:.0f}, dead letters {dead:.0f}; assembled up to slot {assembled}")
     checks = [
         (f"RSS growth after warm-up {100 * (rss1 - rss0) / rss0:+.1f} % ({rss0:.1f} -> max {rss1:.1f} MiB)",
          rss1 <= 1.10 * rss0),
         (f"Redis memory {mem0:.1f} MiB at warm-up max -> {mem1:.1f} MiB at the end", mem1 <= 1.5 * mem0),
+        (f"window-state keys (cells:, act:) {max(x[5] for x in warm)} at warm-up max -> max {max(x[5] for x in after)}",
+         max(x[5] for x in after) <= max(x[5] for x in warm) + 8),
         (f"open fds {fd0} after warm-up -> max {fd1}", fd1 <= fd0 + 5),
         (f"pings lost: {sent[0] - got:.0f} (produced {sent[0]}, accepted {got:.0f})", got == sent[0]),
     ]

@@ -25,10 +25,10 @@ from tests.stream.tiny_city import write_city
 pytestmark = pytest.mark.integration
 
 
-def replay_with_kills(broker, redis_url, make_topic, tmp_path, kills: int, seed: int) -> dict:
+def replay_with_kills(broker, redis_url, make_topic, tmp_path, kills: int, seed: int, days: int = 3) -> dict:
     """Replay a city, run a worker, kill -9 it `kills` times at random moments, restart; compare with offline."""
     topic = make_topic(partitions=2)
-    df = write_city(tmp_path / "c.csv", n_users=200, days=3, seed=seed)
+    df = write_city(tmp_path / "c.csv", n_users=200, days=days, seed=seed)
     replay(ReplaySettings(tmp_path / "c.csv", broker.bootstrap, topic, partitions=2, progress=False, batch_size=40))
     app = f"t{uuid.uuid4().hex[:8]}"
     last = int(slot_from_dt(df.d.max(), 47))
@@ -41,7 +41,7 @@ def replay_with_kills(broker, redis_url, make_topic, tmp_path, kills: int, seed:
             before = int(r.get(f"{app}:assembled") or -1)
             deadline = time.monotonic() + 60
             # Kill once this worker has made some progress (or after a random time): a random point mid-stream.
-            wait = rng.uniform(0.0, 3.0)
+            wait = rng.uniform(0.0, 1.0)
             while time.monotonic() < deadline and int(r.get(f"{app}:assembled") or -1) <= before:
                 time.sleep(0.02)
             time.sleep(wait)
@@ -55,7 +55,7 @@ def replay_with_kills(broker, redis_url, make_topic, tmp_path, kills: int, seed:
     finally:
         r.close()
     assert redis_flows(redis_url, app, "A", range(last + 1)) == offline_flows(df)
-    return {"kills": kills, "assembled_at_kill": at, "last": last}
+    return {"kills": kills, "mid_stream": sum(a < last for a in at), "assembled_at_kill": at, "last": last}
 
 
 def test_kill_9_once_mid_replay(broker, redis_url, redis_client, make_topic, tmp_path):
@@ -65,7 +65,7 @@ def test_kill_9_once_mid_replay(broker, redis_url, redis_client, make_topic, tmp
 
 @pytest.mark.slow
 def test_kill_9_five_times_mid_replay(broker, redis_url, redis_client, make_topic, tmp_path):
-    got = replay_with_kills(broker, redis_url, make_topic, tmp_path, kills=5, seed=4)
+    got = replay_with_kills(broker, redis_url, make_topic, tmp_path, kills=5, seed=4, days=8)
     assert sum(a < got["last"] for a in got["assembled_at_kill"]) >= 5, got
 
 
