@@ -51,18 +51,6 @@ def main() -> int:
         d.mkdir()
         return d
 
-    def aof_holder(d: Path) -> dict:
-        holder = {"svc": start_redis(d / "r", aof=True, data_dir=d / "r-data")}
-
-        def restart(down_s: float) -> None:
-            port = holder["svc"].port
-            stop(holder["svc"])
-            time.sleep(down_s)
-            holder["svc"] = start_redis(d / "r", port=port, aof=True, data_dir=d / "r-data")
-
-        holder["restart"] = restart
-        return holder
-
     rows = []
 
     def row(fault: str, n: int, command: str, run) -> None:
@@ -92,7 +80,7 @@ def main() -> int:
                 f"bench/bench_faults.py --fuzz {a.fuzz}  (test: test_reliability_fuzz.py -m slow)",
                 lambda: fuzz.fuzz_through_worker(broker, url, make_topic, workdir("fuzz"), a.fuzz, seed=2))
         d = workdir("redis")
-        holder = aof_holder(d)
+        holder = rds.aof_holder(d)
         try:
             row("redis-server restart (AOF on) mid-stream", a.redis_restarts,
                 f"bench/bench_faults.py --redis-restarts {a.redis_restarts}  (test: test_reliability_redis.py)",

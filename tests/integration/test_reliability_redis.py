@@ -7,6 +7,7 @@ import re
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 
 import psutil
 import pytest
@@ -22,18 +23,23 @@ from tests.stream.tiny_city import write_city
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def aof_redis(tmp_path):
+def aof_holder(d: Path) -> dict:
     """A redis-server of its own with AOF persistence; `restart(down_s)` stops it and starts it on the same port."""
-    holder = {"svc": start_redis(tmp_path / "r", aof=True, data_dir=tmp_path / "r-data")}
+    holder = {"svc": start_redis(d / "r", aof=True, data_dir=d / "r-data")}
 
     def restart(down_s: float) -> None:
         port = holder["svc"].port
         stop(holder["svc"])
         time.sleep(down_s)
-        holder["svc"] = start_redis(tmp_path / "r", port=port, aof=True, data_dir=tmp_path / "r-data")
+        holder["svc"] = start_redis(d / "r", port=port, aof=True, data_dir=d / "r-data")
 
     holder["restart"] = restart
+    return holder
+
+
+@pytest.fixture
+def aof_redis(tmp_path):
+    holder = aof_holder(tmp_path)
     yield holder
     stop(holder["svc"])
 
