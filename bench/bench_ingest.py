@@ -44,10 +44,11 @@ def machine() -> str:
     return f"{platform.node()} {os.cpu_count()} cores {model}; python {platform.python_version()}"
 
 
-def workload(path: Path, pings: int, seed: int = 1) -> pd.DataFrame:
-    """A YJMob file of about `pings` rows: users seen in ~30% of slots, around home/work anchors."""
+def workload(path: Path, pings: int, seed: int = 1, days: int = 4) -> pd.DataFrame:
+    """A YJMob file of about `pings` rows over `days`: users seen in ~30% of slots, around home/work anchors.
+
+    Fewer days = more users per slot (denser slots, fewer slot closes per ping)."""
     rng = np.random.default_rng(seed)
-    days = 4
     users = max(1, int(pings / (days * 48 * 0.3)))
     seen = rng.random((users, days * 48)) < 0.3
     uid, slot = np.nonzero(seen)
@@ -104,18 +105,18 @@ def counter(port: int, name: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + "{") or line.startswith(name + " "))
 
 
-def cpu_seconds(proc, r) -> float:
-    """CPU seconds used so far by the worker process (and children) plus the redis-server."""
+def cpu_seconds(proc, r) -> np.ndarray:
+    """CPU seconds used so far by [the worker process, the redis-server]."""
     import psutil
 
     t = psutil.Process(proc.pid).cpu_times()
     info = r.info("cpu")
-    return t.user + t.system + info["used_cpu_user"] + info["used_cpu_sys"]
+    return np.array([t.user + t.system, info["used_cpu_user"] + info["used_cpu_sys"]])
 
 
 def time_worker(bootstrap: str, redis_url: str, topic: str, expect: int, log: Path,
-                timeout: float = 300) -> tuple[float, float]:
-    """(seconds, worker + redis CPU seconds) from the worker's first counted ping to all `expect` pings processed."""
+                timeout: float = 300) -> tuple[float, np.ndarray]:
+    """(seconds, [worker, redis] CPU seconds) from the worker's first counted ping to all `expect` pings processed."""
     import redis
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.integration.worker_proc import WorkerProc
@@ -123,6 +124,7 @@ def time_worker(bootstrap: str, redis_url: str, topic: str, expect: int, log: Pa
     w = WorkerProc(bootstrap, redis_url, topic, f"b{uuid.uuid4().hex[:8]}", PARTITIONS, log,
                    ["--loglevel", "warning"])
     r = redis.Redis.from_url(redis_url)
+    r.config_resetstat()
     try:
         t_first = None
         deadline = time.monotonic() + timeout
@@ -137,6 +139,9 @@ def time_worker(bootstrap: str, redis_url: str, topic: str, expect: int, log: Pa
             if n >= expect:
                 # the first poll already saw n_first pings: credit their share of the time
                 scale = expect / max(1, expect - n_first)
+                stats = sorted(r.info("commandstats").items(), key=lambda kv: -kv[1]["usec"])[:6]
+                print("  redis time by command (incl. calls inside scripts): " + ", ".join(
+                    f"{k.removeprefix('cmdstat_')} {v['usec'] / 1e6:.2f} s/{v['calls']:,d} calls" for k, v in stats))
                 return (now - t_first) * scale, (cpu_seconds(w.proc, r) - cpu_first) * scale
             if w.proc.poll() is not None:
                 raise SystemExit(f"worker exited:\n{w.tail()}")
@@ -156,8 +161,11 @@ def run_case(label: str, bootstrap: str, redis_url: str, path: Path, single: boo
     secs, cpu = time_worker(bootstrap, redis_url, topic, rep.pings, tmp / f"{topic}.log")
     rate = rep.pings / secs
     raw_cpu_us = 1e6 * dt_raw_cpu / rep.pings
+    w_us, r_us = 1e6 * cpu / rep.pings
+    cpu = cpu.sum()
     print(f"{label:22s} {rep.pings:>8,d} pings in {rep.messages:>7,d} msgs | worker {rate:>9,.0f} pings/s wall "
-          f"({rep.messages / secs:,.0f} msgs/s), CPU worker+redis {1e6 * cpu / rep.pings:.1f} us/ping "
+          f"({rep.messages / secs:,.0f} msgs/s; load {os.getloadavg()[0]:.1f}), CPU worker {w_us:.1f} + redis {r_us:.1f} "
+          f"= {1e6 * cpu / rep.pings:.1f} us/ping "
           f"= {rep.pings / cpu:,.0f} pings per CPU-second | raw aiokafka consume+decode {raw_pings:>10,.0f} pings/s "
           f"wall, {raw_cpu_us:.2f} CPU us/ping | worker/raw: wall {rate / raw_pings:.3f}, "
           f"CPU {raw_cpu_us / (1e6 * cpu / rep.pings):.3f}", flush=True)
@@ -168,13 +176,14 @@ def main() -> None:
     ap.add_argument("--pings", type=int, default=200_000)
     ap.add_argument("--single-pings", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--days", type=int, default=4, help="days the batch workload spans (fewer = denser slots)")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     svc, bootstrap, redis_url = services()
     try:
         print(f"machine: {machine()}; {PARTITIONS} partitions, one worker; broker {bootstrap}")
         big, small = tmp / "big.csv", tmp / "small.csv"
-        workload(big, a.pings)
+        workload(big, a.pings, days=a.days)
         workload(small, a.single_pings, seed=2)
         for _ in range(a.repeat):
             run_case("batch messages", bootstrap, redis_url, big, False, tmp)

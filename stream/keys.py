@@ -13,8 +13,13 @@ All keys start with "<app>:" (setting `app`, default "mobstream"); city-scoped k
   <app>:<city>:pslots             zset  slots having partial flows (score = slot), to assemble
   <app>:<city>:flow:<slot>        hash  cell -> "occ,in,out"  the city's flows of a closed slot: sum of
                                         the partitions' shares; 8 consecutive ones are a cell's window
+  <app>:<city>:flowj:<slot>       string JSON [[cell...], [occ, in, out, ...]]: the same flows in one value,
+                                        what the forecaster reads (8 GETs, not 8 x 40,000 hash fields)
   <app>:<city>:fc:<slot>          hash  cell -> JSON forecast made at the close of <slot> for <slot>+1
-  <app>:<city>:emb:<uid>          string JSON embedding of the user's latest window
+  <app>:<city>:fcn:<slot>         string the same forecasts packed: int32 cells then float32 (n, 3) counts
+                                        (the live error reads it back in one value)
+  <app>:<city>:emb:<uid>          string JSON embedding of the user's latest window: vector as base64 of
+                                        little-endian float32 (`embedding_b64`, `dim`, `dtype`)
   <app>:<city>:err                hash  slot -> JSON live forecast error (model and persistence)
   <app>:cities                    set   cities seen
   <app>:wm                        hash  partition -> max event time seen (epoch s)
@@ -50,6 +55,12 @@ class Keys:
 
     def flow(self, city: str, slot: int) -> str:
         return f"{self.app}:{city}:flow:{slot}"
+
+    def flow_packed(self, city: str, slot: int) -> str:
+        return f"{self.app}:{city}:flowj:{slot}"
+
+    def forecast_packed(self, city: str, slot: int) -> str:
+        return f"{self.app}:{city}:fcn:{slot}"
 
     def forecast(self, city: str, slot: int) -> str:
         return f"{self.app}:{city}:fc:{slot}"

@@ -6,6 +6,7 @@ with no path, or a file that does not load, that output is off and the log says 
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import time
@@ -58,14 +59,58 @@ def _mae(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(np.abs(a - b).mean()) if a.size else None
 
 
+def embedding_doc(uid: str, city: str, slot: int, version: str, vec: np.ndarray) -> bytes:
+    """The self-describing embedding record (Redis `emb:<uid>` and topic `user-embeddings`):
+    the vector as base64 of little-endian float32 bytes (2.7 kB for 512 dims, exact, vs ~10 kB of JSON floats)."""
+    b64 = base64.b64encode(np.ascontiguousarray(vec, dtype="<f4").tobytes()).decode()
+    return orjson.dumps({"uid": uid, "city": city, "slot": slot, "version": version, "dim": int(len(vec)),
+                         "dtype": "float32", "embedding_b64": b64})
+
+
+def pack_forecasts(version: str, cells: np.ndarray, pred: np.ndarray) -> bytes:
+    """`fcn:<slot>`: version, newline, int32 cells (n,), float32 counts (n, 3), little-endian."""
+    return version.encode() + b"\n" + cells.astype("<i4").tobytes() + pred.astype("<f4").tobytes()
+
+
+def unpack_forecasts(raw: bytes) -> tuple[str, np.ndarray, np.ndarray]:
+    version, _, body = raw.partition(b"\n")
+    n = len(body) // 16
+    return version.decode(), np.frombuffer(body[: 4 * n], "<i4").astype(np.int64), np.frombuffer(body[4 * n:], "<f4").reshape(n, 3)
+
+
+def make_producer(bootstrap: str):
+    """A librdkafka producer for the outputs: tens of thousands of records per slot cost ~1 us each to
+    queue (a Faust `topic.send` per record cost far more), batched and sent by librdkafka's own thread."""
+    from confluent_kafka import Producer
+
+    def report(err, msg):
+        if err is not None:
+            log.error("output record to %s not delivered: %s", msg.topic(), err)
+
+    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1 << 20,
+                     "queue.buffering.max.messages": 2_000_000, "queue.buffering.max.kbytes": 1 << 20,
+                     "enable.idempotence": False, "on_delivery": report})
+
+
+def produce_all(producer, topic: str, records) -> None:
+    """Queue (key, value) records; when the local queue is full, serve it and go on (never drop)."""
+    produce = producer.produce
+    for key, value in records:
+        try:
+            produce(topic, value, key)
+        except BufferError:
+            producer.poll(0.05)
+            produce(topic, value, key)
+    producer.poll(0)
+
+
 class Outputs:
     """Hooks the Processor calls when a slot closes (per partition) and is assembled (per city)."""
 
     def __init__(self, s: WorkerSettings) -> None:
         self.s = s
         self.keys = s.keys
-        self.redis = None
-        self.forecasts_topic = self.embeddings_topic = None
+        self.redis = self.producer = None
 
         def load_forecaster(p):
             from models.flow_forecaster import FlowForecaster
@@ -77,6 +122,8 @@ class Outputs:
 
         self.forecaster = Watched("forecaster", s.forecaster, load_forecaster, s.model_poll)
         self.embedder = Watched("embedder", s.embedder, load_embedder, s.model_poll)
+        m.MODEL_LOADED.labels("forecaster").set(0)  # 0 from the start, before any ping arrives
+        m.MODEL_LOADED.labels("embedder").set(0)
 
     def describe(self) -> str:
         parts = []
@@ -84,17 +131,29 @@ class Outputs:
             parts.append(f"{name} from {path}" if path else f"{name} OFF (no checkpoint set)")
         return ", ".join(parts)
 
-    def attach(self, redis, forecasts_topic, embeddings_topic) -> None:
-        self.redis, self.forecasts_topic, self.embeddings_topic = redis, forecasts_topic, embeddings_topic
-        m.MODEL_LOADED.labels("forecaster").set(0)
-        m.MODEL_LOADED.labels("embedder").set(0)
+    def attach(self, redis, producer) -> None:
+        """`producer`: a confluent-kafka Producer (`make_producer`) for the two output topics."""
+        from stream.windows import lua
 
-    async def _flows(self, city: str, slots: list[int]) -> dict[int, dict]:
+        self.redis, self.producer = redis, producer
+        self._hset_blob = redis.register_script(lua.HSET_BLOB)
+
+    async def _read(self, city: str, slots: list[int]) -> tuple[list[tuple[np.ndarray, np.ndarray]], bytes | None]:
+        """The slots' assembled flows as (cells (n,), counts (n, 3)) and the packed forecast made at the
+        slot before the last: one round trip of 9 string values (not 8 x 40,000 hash fields)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for s in slots:
-                pipe.hgetall(self.keys.flow(city, s))
-            got = await pipe.execute()
-        return {s: {int(c): tuple(map(int, v.split(b","))) for c, v in h.items()} for s, h in zip(slots, got)}
+                pipe.get(self.keys.flow_packed(city, s))
+            pipe.get(self.keys.forecast_packed(city, slots[-1] - 1))
+            *got, prev = await pipe.execute()
+        flows = []
+        for s, raw in zip(slots, got):
+            if raw is None:  # assembled before the packed copy existed: the hash holds the same flows
+                h = await self.redis.hgetall(self.keys.flow(city, s))
+                raw = orjson.dumps([[int(c) for c in h], [int(v) for x in h.values() for v in x.split(b",")]])
+            cells, counts = orjson.loads(raw)
+            flows.append((np.asarray(cells, dtype=np.int64), np.asarray(counts, dtype=np.int64).reshape(-1, 3)))  # (n, 3)
+        return flows, prev
 
     async def on_assembled(self, made) -> None:
         for city, slot in made:
@@ -104,54 +163,58 @@ class Outputs:
         model = self.forecaster.get()
         # Without a forecaster only the live persistence error is made, which needs two slots, not eight.
         slots = list(range(slot - (WINDOW_SLOTS if model is not None else 2) + 1, slot + 1))
-        flows = await self._flows(city, slots)
-        cells = np.array(sorted(set().union(*(f.keys() for f in flows.values()))), dtype=np.int64)
+        flows, prev = await self._read(city, slots)
+        cells = np.unique(np.concatenate([c for c, _ in flows]))  # sorted
         chan = np.zeros((len(cells), len(slots), 3), dtype=np.float32)  # (N, 8 or 2, 3)
-        pos = {c: i for i, c in enumerate(cells.tolist())}
-        for j, s in enumerate(slots):
-            for c, v in flows[s].items():
-                chan[pos[c], j] = v
-        await self._error(city, slot, cells, chan)
-        if model is None or not len(cells):
-            return
+        for j, (c, counts) in enumerate(flows):
+            chan[np.searchsorted(cells, c), j] = counts
+        err = self._error(slot, cells, chan, prev)
+        docs = None
+        if model is not None and len(cells):
+            docs, pred = self._forecast(model, city, slot, cells, chan)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.keys.errors(city), str(slot), orjson.dumps(err))
+            pipe.expire(self.keys.errors(city), self.s.ttl)
+            if docs is not None:
+                pipe.set(self.keys.forecast_packed(city, slot), pack_forecasts(model.version, cells, pred), ex=self.s.ttl)
+            await pipe.execute()
+        if docs is not None:
+            # One small command: redis-py packing 40,000 hash fields cost more than the prediction's overhead.
+            await self._hset_blob(args=[self.keys.forecast(city, slot), self.s.ttl, ",".join(map(str, cells.tolist())),
+                                        b"\n".join(docs)])
+
+    def _forecast(self, model, city: str, slot: int, cells: np.ndarray, chan: np.ndarray) -> list:
+        """Predict, queue one record per cell on the forecasts topic; (cell, JSON) pairs for Redis."""
         t0 = time.perf_counter()
         pred = np.asarray(model.predict(chan, slot, cells), dtype=np.float64)  # (N, 3)
         m.INFERENCE_SECONDS.labels("forecaster").observe(time.perf_counter() - t0)
         x, y = cell_xy(cells)
-        key = self.keys.forecast(city, slot)
-        docs = {}
-        for c, cx, cy, (o, i, u) in zip(cells.tolist(), x.tolist(), y.tolist(), pred.round(4).tolist()):
-            doc = {"city": city, "cell": c, "x": cx, "y": cy, "slot": slot + 1, "made_at": slot,
-                   "occ": o, "in": i, "out": u, "version": model.version}
-            docs[c] = orjson.dumps(doc)
-            await self.forecasts_topic.send(key=f"{city}:{c}".encode(), value=docs[c])
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.delete(key)
-            pipe.hset(key, mapping=docs)
-            pipe.expire(key, self.s.ttl)
-            await pipe.execute()
+        head = {"city": city, "slot": slot + 1, "made_at": slot, "version": model.version}
+        dumps = orjson.dumps
+        pred = pred.round(4)
+        docs = [dumps({**head, "cell": c, "x": cx, "y": cy, "occ": o, "in": i, "out": u})
+                for c, cx, cy, (o, i, u) in zip(cells.tolist(), x.tolist(), y.tolist(), pred.tolist())]
+        produce_all(self.producer, self.s.topics.forecasts, zip((f"{city}:{c}".encode() for c in cells.tolist()), docs))
         m.FORECASTS.inc(len(cells))
+        return docs, pred
 
-    async def _error(self, city: str, slot: int, cells: np.ndarray, chan: np.ndarray) -> None:
+    def _error(self, slot: int, cells: np.ndarray, chan: np.ndarray, prev: bytes | None) -> dict:
         """The forecast made at slot-1 for this slot, and persistence (slot-1's actuals), against the actuals."""
-        prev = await self.redis.hgetall(self.keys.forecast(city, slot - 1))
         actual, before = chan[:, -1], chan[:, -2]
         doc = {"slot": slot, "cells": int(len(cells)), "persistence": _mae(before, actual), "model": None}
         if prev:
-            pos = {c: i for i, c in enumerate(cells.tolist())}
-            fc = np.zeros_like(actual)
-            for c, v in prev.items():
-                if int(c) in pos:
-                    d = orjson.loads(v)
-                    fc[pos[int(c)]] = (d["occ"], d["in"], d["out"])
+            version, fc_cells, fc_pred = unpack_forecasts(prev)
+            fc = np.zeros_like(actual)  # a cell the model did not forecast counts as 0
+            at = np.searchsorted(cells, fc_cells)
+            hit = (at < len(cells)) & (cells[np.minimum(at, len(cells) - 1)] == fc_cells) if len(cells) else at < 0
+            fc[at[hit]] = fc_pred[hit]
             doc["model"] = _mae(fc, actual)
-            doc["version"] = orjson.loads(next(iter(prev.values())))["version"]
-        await self.redis.hset(self.keys.errors(city), str(slot), orjson.dumps(doc))
-        await self.redis.expire(self.keys.errors(city), self.s.ttl)
+            doc["version"] = version
         if doc["persistence"] is not None:
             m.FORECAST_MAE.labels("persistence").set(doc["persistence"])
         if doc["model"] is not None:
             m.FORECAST_MAE.labels("forecaster").set(doc["model"])
+        return doc
 
     async def on_closed(self, part, city, slot, uids, cells) -> None:
         model = self.embedder.get()
@@ -163,11 +226,10 @@ class Outputs:
         t0 = time.perf_counter()
         emb = np.asarray(model.embed(x, y, mask, slot), dtype=np.float32)  # (N, 512)
         m.INFERENCE_SECONDS.labels("embedder").observe(time.perf_counter() - t0)
+        docs = [(str(uid), embedding_doc(str(uid), city, slot, model.version, vec)) for uid, vec in zip(uids, emb)]
+        produce_all(self.producer, self.s.topics.embeddings, ((u.encode(), d) for u, d in docs))
         async with self.redis.pipeline(transaction=False) as pipe:
-            for uid, vec in zip(uids, emb):
-                doc = orjson.dumps({"uid": uid, "city": city, "slot": slot, "version": model.version,
-                                    "embedding": vec}, option=orjson.OPT_SERIALIZE_NUMPY)
+            for uid, doc in docs:
                 pipe.set(self.keys.embedding(city, uid), doc, ex=self.s.ttl)
-                await self.embeddings_topic.send(key=str(uid).encode(), value=doc)
             await pipe.execute()
         m.EMBEDDINGS.inc(len(uids))

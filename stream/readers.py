@@ -11,6 +11,7 @@ so a small change there does not blank the dashboard.
 
 from __future__ import annotations
 
+import base64
 import warnings
 from dataclasses import dataclass
 
@@ -223,11 +224,23 @@ def embedding_uids(r, keys: Keys, city: str, limit: int | None = None) -> list[s
 
 
 def parse_embedding(v, key: str) -> np.ndarray:
-    """An embedding value: a JSON list of floats, or an object holding one under embedding/emb/vector/e/v."""
+    """An embedding value: the worker's object with `embedding_b64` (base64 of little-endian float32 or
+    float16 bytes, `dtype`), a JSON list of floats, or an object holding one under embedding/emb/vector/e/v."""
     try:
         doc = orjson.loads(v)
     except orjson.JSONDecodeError as exc:
         raise ReadError(f"{key}: not JSON ({exc})") from exc
+    if isinstance(doc, dict) and isinstance(doc.get("embedding_b64"), str):
+        dtype = {"float32": "<f4", "float16": "<f2"}.get(doc.get("dtype", "float32"))
+        if dtype is None:
+            raise ReadError(f"{key}: field 'dtype' is {doc.get('dtype')!r}, expected float32 or float16")
+        try:
+            vec = np.frombuffer(base64.b64decode(doc["embedding_b64"], validate=True), dtype=dtype)
+        except ValueError as exc:
+            raise ReadError(f"{key}: field 'embedding_b64' is not base64 of {doc.get('dtype', 'float32')} ({exc})") from exc
+        if not len(vec):
+            raise ReadError(f"{key}: field 'embedding_b64' holds no values")
+        return vec.astype(np.float32)
     if isinstance(doc, dict):
         doc = next((doc[n] for n in _VECTOR_NAMES if isinstance(doc.get(n), list)), None)
     if not isinstance(doc, list) or not doc:

@@ -39,7 +39,9 @@ class Runner:
         store = RedisWindowStore(client, self.s.keys, self.s.ttl)
         hooks = {}
         if self.outputs is not None:
-            self.outputs.attach(client, self.topics["forecasts"], self.topics["embeddings"])
+            from stream.outputs import make_producer
+
+            self.outputs.attach(client, make_producer(self.s.bootstrap))
             hooks = {"on_closed": self.outputs.on_closed, "on_assembled": self.outputs.on_assembled,
                      "full_windows": lambda: self.outputs.embedder.get() is not None}
         self.processor = Processor(store, self.s.limits, lateness=self.s.lateness, n_partitions=self.s.partitions,

@@ -4,13 +4,17 @@ Keys are built inside the scripts from the prefix, so these target a single Redi
 """
 
 # ARGV: root "<app>:", partition, ttl seconds, JSON [[city, slot, [uid...], ["ts_ms|cell"...]], ...]
-# (pings grouped by city and slot). Latest event time wins per (user, slot), ties to the larger cell,
+# (pings grouped by city and slot), the partition's max event time ('' = none yet), its first closed
+# slot ('' = already recorded). Latest event time wins per (user, slot), ties to the larger cell,
 # so applying the same pings twice, or in another order, leaves the same hash. The common case (a
 # user's first ping in a slot) costs one HSETNX; set members and expiries go out once per key.
+# Pings and the clock land in one atomic call: one round trip per batch, and no MULTI.
 APPLY = r"""
 local root, part, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local n = 0
+local cities = {}
 for _, g in ipairs(cjson.decode(ARGV[4])) do
+  cities[g[1]] = true
   local cp, slot, uids, vals = root .. g[1] .. ':', g[2], g[3], g[4]
   local key = cp .. 'cells:' .. slot
   for i = 1, #uids do
@@ -27,6 +31,14 @@ for _, g in ipairs(cjson.decode(ARGV[4])) do
   redis.call('EXPIRE', ak, ttl)
   n = n + #uids
 end
+for city in pairs(cities) do redis.call('SADD', root .. 'cities', city) end
+if next(cities) then redis.call('EXPIRE', root .. 'cities', ttl) end
+if ARGV[5] ~= '' then
+  redis.call('HSET', root .. 'wm', part, ARGV[5])
+  redis.call('EXPIRE', root .. 'wm', ttl)
+end
+-- Only the first clock of a partition lands here; later progress goes through ADVANCE.
+if ARGV[6] ~= '' then redis.call('HSETNX', root .. 'closed', part, ARGV[6]) end
 return n
 """
 
@@ -61,6 +73,26 @@ for col = 8, 1, -1 do
   todo = left
 end
 return cjson.encode({uids, out})
+"""
+
+# ARGV: hash key, ttl, cells joined by ',', values joined by '\n' (JSON has no raw newline). Replaces
+# the hash with cell -> value: tens of thousands of fields in one small command instead of a client
+# packing each field.
+HSET_BLOB = r"""
+local key, ttl = ARGV[1], tonumber(ARGV[2])
+redis.call('DEL', key)
+local cells = {}
+for c in string.gmatch(ARGV[3], '[^,]+') do cells[#cells + 1] = c end
+local args, i = {}, 0
+for v in string.gmatch(ARGV[4], '[^\n]+') do
+  i = i + 1
+  args[#args + 1] = cells[i]
+  args[#args + 1] = v
+  if #args >= 2000 then redis.call('HSET', key, unpack(args)); args = {} end
+end
+if #args > 0 then redis.call('HSET', key, unpack(args)) end
+redis.call('EXPIRE', key, ttl)
+return i
 """
 
 # ARGV: "<app>:<city>:", partition, slot. Forgets the partition's users in a slot no window needs any
@@ -124,6 +156,16 @@ for _, city in ipairs(redis.call('SMEMBERS', a .. 'cities')) do
     end
     if #args > 0 then redis.call('HSET', fk, unpack(args)) end
     redis.call('EXPIRE', fk, ttl)
+    local flat = {}
+    for j, cell in ipairs(order) do
+      local acc = sum[cell]
+      flat[3 * j - 2], flat[3 * j - 1], flat[3 * j] = acc[1], acc[2], acc[3]
+    end
+    if #order > 0 then
+      redis.call('SET', cp .. 'flowj:' .. slot, cjson.encode({order, flat}), 'EX', ttl)
+    else
+      redis.call('SET', cp .. 'flowj:' .. slot, '[[],[]]', 'EX', ttl)
+    end
     local latest = tonumber(redis.call('HGET', a .. 'latest', city))
     if latest == nil or tonumber(slot) > latest then redis.call('HSET', a .. 'latest', city, slot) end
     made[#made + 1] = {city, tonumber(slot)}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import orjson
+from redis.exceptions import NoScriptError
 
 from stream.keys import Keys
 from stream.windows import lua
@@ -35,10 +38,28 @@ class RedisWindowStore(WindowStore):
         self.keys = keys
         self.ttl = int(ttl)
         self.root = f"{keys.app}:"
-        self._apply = client.register_script(lua.APPLY)
-        self._close = client.register_script(lua.CLOSE)
-        self._advance = client.register_script(lua.ADVANCE)
-        self._purge = client.register_script(lua.PURGE)
+        self.scripts = {name: getattr(lua, name) for name in ("APPLY", "CLOSE", "ADVANCE", "PURGE")}
+        self.sha = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in self.scripts.items()}
+
+    def _eval(self, pipe, name: str, *args) -> None:
+        # Plain EVALSHA: redis-py's Script objects send SCRIPT EXISTS before every pipeline (a round trip).
+        pipe.execute_command("EVALSHA", self.sha[name], 0, *args)
+
+    async def _run(self, fill, transaction: bool = False) -> list:
+        """One pipeline built by `fill(pipe)`; loads the scripts and runs it again if Redis lost them.
+
+        Every script is idempotent, so the rerun after NOSCRIPT leaves the same state.
+        """
+        for attempt in (0, 1):
+            async with self.r.pipeline(transaction=transaction) as pipe:
+                fill(pipe)
+                try:
+                    return await pipe.execute()
+                except NoScriptError:
+                    if attempt:
+                        raise
+            for src in self.scripts.values():
+                await self.r.script_load(src)
 
     async def state(self, part: int):
         async with self.r.pipeline(transaction=False) as pipe:
@@ -50,33 +71,23 @@ class RedisWindowStore(WindowStore):
         return clock, sorted(c.decode() for c in cities)
 
     async def apply(self, part, city, uid, slot, ts, cell, clock: PartitionClock) -> None:
-        async with self.r.pipeline(transaction=True) as pipe:
-            if len(uid):
-                payload = orjson.dumps(groups(city, uid, slot, ts, cell))
-                await self._apply(args=[self.root, part, self.ttl, payload], client=pipe)
-                pipe.sadd(self.keys.cities, *sorted(set(city)))
-                pipe.expire(self.keys.cities, self.ttl)
-            if clock.max_ts is not None:
-                pipe.hset(self.keys.watermarks, part, repr(clock.max_ts))
-                pipe.expire(self.keys.watermarks, self.ttl)
-            if clock.next_close is not None:
-                # Only the first clock of a partition lands here; later progress goes through advance().
-                pipe.hsetnx(self.keys.closed, part, clock.next_close - 1)
-            await pipe.execute()
+        payload = orjson.dumps(groups(city, uid, slot, ts, cell)) if len(uid) else b"[]"
+        max_ts = "" if clock.max_ts is None else repr(clock.max_ts)
+        first_closed = "" if clock.next_close is None else clock.next_close - 1
+        await self._run(lambda pipe: self._eval(pipe, "APPLY", self.root, part, self.ttl, payload, max_ts, first_closed))
 
     async def close_windows(self, part, city_slots, full: bool = True):
-        async with self.r.pipeline(transaction=False) as pipe:
+        def fill(pipe):
             for city, slot in city_slots:
-                await self._close(args=[self.keys.city(city), part, slot, int(full)], client=pipe)
-            got = await pipe.execute()
+                self._eval(pipe, "CLOSE", self.keys.city(city), part, slot, int(full))
         out = []
-        for raw in got:
+        for raw in await self._run(fill):
             uids, cells = orjson.loads(raw)
             out.append((list(uids), np.asarray(cells, dtype=np.int64).reshape(-1, 8)))  # (N, 8)
         return out
 
     async def finish_close(self, part, partials, closed_through, n_partitions, purge):
-        async with self.r.pipeline(transaction=False) as pipe:
+        def fill(pipe):
             for city, slot, cells, counts in partials:
                 # One JSON string per share: packing thousands of hash fields cost more than the rest of the close.
                 pipe.set(self.keys.partial(city, slot, part), orjson.dumps([cells, counts.reshape(-1)],
@@ -84,10 +95,10 @@ class RedisWindowStore(WindowStore):
                 pipe.zadd(self.keys.partial_slots(city), {str(slot): slot})
                 pipe.expire(self.keys.partial_slots(city), self.ttl)
             # After the shares in the same pipeline: Redis runs it in order, so assembly sees them.
-            await self._advance(args=[self.root, part, closed_through, n_partitions, self.ttl], client=pipe)
+            self._eval(pipe, "ADVANCE", self.root, part, closed_through, n_partitions, self.ttl)
             for city, slot in purge:
-                await self._purge(args=[self.keys.city(city), part, slot], client=pipe)
-            got = await pipe.execute()
+                self._eval(pipe, "PURGE", self.keys.city(city), part, slot)
+        got = await self._run(fill)
         made = orjson.loads(got[-1 - len(purge)])
         return [(str(c), int(s)) for c, s in made]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 import orjson
 import pytest
@@ -46,6 +48,19 @@ def test_forecast_errors_are_clear():
 @pytest.mark.parametrize("doc", [[0.1, 0.2], {"embedding": [0.1, 0.2], "slot": 3}, {"emb": [0.1, 0.2]}])
 def test_embedding_shapes(doc):
     assert readers.parse_embedding(orjson.dumps(doc), "k").tolist() == pytest.approx([0.1, 0.2])
+
+
+def test_embedding_base64_as_the_worker_writes_it():
+    from stream.outputs import embedding_doc
+
+    vec = np.array([0.1, -2.5, 3.0], dtype=np.float32)
+    assert readers.parse_embedding(embedding_doc("7", "A", 3, "v1", vec), "k").tolist() == vec.tolist()
+    half = {"embedding_b64": base64.b64encode(vec.astype("<f2").tobytes()).decode(), "dtype": "float16"}
+    assert readers.parse_embedding(orjson.dumps(half), "k").tolist() == pytest.approx(vec.tolist(), rel=1e-3)
+    with pytest.raises(ReadError, match="not base64"):
+        readers.parse_embedding(orjson.dumps({"embedding_b64": "!!", "dtype": "float32"}), "k")
+    with pytest.raises(ReadError, match="expected float32 or float16"):
+        readers.parse_embedding(orjson.dumps({"embedding_b64": "AAAA", "dtype": "int8"}), "k")
 
 
 def test_embedding_without_vector():

@@ -1,0 +1,135 @@
+"""Slot close -> phase-2 outputs published: forecasts for every active cell, embeddings for every active user.
+
+    .venv/bin/python bench/bench_slot_close.py [--cells 40000] [--users 30000] [--repeat 5]
+        [--forecaster runs/flow/flow_lstm.pt] [--embedder PATH]
+
+Times `stream.outputs.Outputs` as the worker calls it, against a real redis-server and broker:
+forecasts = read the 8 assembled flow slots + last forecast from Redis, predict, one record per cell
+queued on `flow-forecasts`, `fc:` hash + live error written, producer flushed (every record acked).
+Embeddings = embed the users' windows, one record per user on `user-embeddings`, `emb:` keys written,
+flushed. Beside each: the bare model call on the same arrays (`FlowForecaster.predict`,
+`TrajectoryEmbedder.embed`), the ratio, and the machine. Without --embedder, a randomly initialised
+full-size encoder (the default `EncoderConfig`, 512 dims) stands in: the cost is the architecture's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bench_ingest import machine, services  # noqa: E402
+
+SLOT = 1000  # any slot: the flows are synthetic
+
+
+def p(xs, q) -> float:
+    return float(np.percentile(xs, q))
+
+
+async def run(a, bootstrap: str, redis_url: str, tmp: Path) -> None:
+    import redis.asyncio as aioredis
+
+    from models.embedder import TrajectoryEmbedder
+    from models.encoder import EncoderConfig
+    from models.flow_forecaster import FlowForecaster
+    from models.grid import cell_id
+    from stream.outputs import Outputs, make_producer
+    from stream.services import create_topic
+    from stream.settings import Topics, WorkerSettings
+    from tests.stream.tiny_models import encoder_checkpoint, flow_checkpoint
+
+    fpath = a.forecaster
+    if fpath is None or not fpath.exists():
+        fpath = tmp / "flow.pt"
+        flow_checkpoint(fpath)
+    epath = a.embedder
+    if epath is None:
+        epath = tmp / "encoder.pt"
+        encoder_checkpoint(epath, config=EncoderConfig())
+    topics = Topics(forecasts=f"bench-fc-{os.getpid()}", embeddings=f"bench-emb-{os.getpid()}")
+    for t in (topics.forecasts, topics.embeddings):
+        create_topic(bootstrap, t, 4)
+    s = WorkerSettings(bootstrap=bootstrap, redis_url=redis_url, app=f"bsc{os.getpid()}", topics=topics,
+                       forecaster=fpath, embedder=epath)
+    out = Outputs(s)
+    r = aioredis.Redis.from_url(redis_url)
+    producer = make_producer(bootstrap)
+    out.attach(r, producer)
+    fc, emb = out.forecaster.get(), out.embedder.get()
+    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
+    print(f"forecaster {fpath} ({fc.version}); embedder {epath} ({emb.version}, {emb.dim} dims)")
+
+    rng = np.random.default_rng(0)
+    cells = np.sort(rng.choice(200 * 200, a.cells, replace=False))
+    chan = rng.poisson(2.0, (a.cells, 8, 3)).astype(np.float32)  # (N, 8, 3)
+    for j, slot in enumerate(range(SLOT - 7, SLOT + 1)):
+        vals = [f"{o},{i},{u}" for o, i, u in chan[:, j].astype(int).tolist()]
+        await r.hset(s.keys.flow("A", slot), mapping=dict(zip(cells.tolist(), vals)))
+
+    got, base = [], []
+    for _ in range(a.repeat):
+        t0 = time.perf_counter()
+        await out._slot("A", SLOT)
+        producer.flush(60)
+        got.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        fc.predict(chan, SLOT, cells)
+        base.append(time.perf_counter() - t0)
+    n_fc = await r.hlen(s.keys.forecast("A", SLOT))
+    print(f"forecasts, {n_fc:,d} cells: slot close -> all published p50 {1e3 * p(got, 50):,.0f} ms, "
+          f"p95 {1e3 * p(got, 95):,.0f} ms | bare predict p50 {1e3 * p(base, 50):,.0f} ms, p95 {1e3 * p(base, 95):,.0f} ms "
+          f"| ratio (p50) {p(got, 50) / p(base, 50):.2f} | outside the model p50 {1e3 * (p(got, 50) - p(base, 50)):,.0f} ms")
+
+    uids = [str(u) for u in range(a.users)]
+    wcells = cell_id(rng.integers(1, 201, (a.users, 8)), rng.integers(1, 201, (a.users, 8)))
+    wcells[rng.random((a.users, 8)) < 0.5] = -1
+    wcells[:, -1] = np.abs(wcells[:, -1])
+    from models.grid import cell_xy
+
+    mask = wcells >= 0
+    x, y = cell_xy(np.where(mask, wcells, 0))
+    x, y = np.where(mask, x, 0), np.where(mask, y, 0)
+    got, base = [], []
+    for _ in range(a.repeat):
+        t0 = time.perf_counter()
+        await out.on_closed(0, "A", SLOT, uids, wcells)
+        producer.flush(60)
+        got.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        emb.embed(x, y, mask, SLOT)
+        base.append(time.perf_counter() - t0)
+    print(f"embeddings, {a.users:,d} users: slot close -> all published p50 {p(got, 50):.2f} s, p95 {p(got, 95):.2f} s "
+          f"| bare embed p50 {p(base, 50):.2f} s | ratio (p50) {p(got, 50) / p(base, 50):.2f} "
+          f"| outside the model p50 {1e3 * (p(got, 50) - p(base, 50)):,.0f} ms; "
+          f"Redis value {len(await r.get(s.keys.embedding('A', '0'))):,d} bytes")
+    await r.aclose()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cells", type=int, default=40_000)
+    ap.add_argument("--users", type=int, default=30_000)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--forecaster", type=Path, default=Path("runs/flow/flow_lstm.pt"))
+    ap.add_argument("--embedder", type=Path, default=None)
+    a = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-slot-close-"))
+    svc, bootstrap, redis_url = services()
+    try:
+        asyncio.run(run(a, bootstrap, redis_url, tmp))
+    finally:
+        if svc is not None:
+            svc.stop()
+
+
+if __name__ == "__main__":
+    main()

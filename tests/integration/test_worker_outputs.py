@@ -1,0 +1,115 @@
+"""Phase 2 end to end: a real worker with real (tiny) checkpoints; an independent confluent-kafka client
+reads both output topics, and forecasts/embeddings equal the offline models on offline-built windows."""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+
+import numpy as np
+import orjson
+import pytest
+import redis
+
+from models.embedder import TrajectoryEmbedder
+from models.flow_forecaster import FlowForecaster
+from models.flows import flow_counts
+from models.grid import cell_id
+from models.slots import replay_ts, slot_from_dt, slots_of
+from models.windows import windows_for
+from stream.outputs import unpack_forecasts
+from tests.integration.worker_proc import WorkerProc, wait_assembled
+from tests.stream.tiny_city import write_city
+from tests.stream.tiny_models import encoder_checkpoint, flow_checkpoint
+from stream.replay import ReplaySettings, replay
+
+pytestmark = pytest.mark.integration
+
+
+def read_topics(bootstrap: str, topics: list[str], done, timeout: float = 90.0) -> dict[str, list]:
+    """Every (key, value) on `topics` until `done(got)` holds, with a plain confluent-kafka consumer."""
+    from confluent_kafka import Consumer
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{uuid.uuid4().hex[:6]}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe(topics)
+    got = {t: [] for t in topics}
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not done(got):
+            for msg in c.consume(1000, timeout=0.5):
+                if msg.error() is None:
+                    got[msg.topic()].append((msg.key().decode(), orjson.loads(msg.value())))
+    finally:
+        c.close()
+    return got
+
+
+def test_forecasts_and_embeddings_match_the_offline_models(broker, redis_url, redis_client, make_topic, tmp_path):
+    topic = make_topic(partitions=2)
+    df = write_city(tmp_path / "cityA.csv", n_users=40, days=1)
+    replay(ReplaySettings(tmp_path / "cityA.csv", broker.bootstrap, topic, partitions=2, progress=False))
+    fver = flow_checkpoint(tmp_path / "flow.pt")
+    ever = encoder_checkpoint(tmp_path / "enc.pt")
+    app = f"t{uuid.uuid4().hex[:8]}"
+    last = int(slot_from_dt(df.d.max(), 47))
+    w = WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / "worker.log",
+                   ["--forecaster", str(tmp_path / "flow.pt"), "--embedder", str(tmp_path / "enc.pt")])
+    try:
+        wait_assembled(redis_url, app, last, w)
+        seen = df[(df.x != 999) & (slot_from_dt(df.d.to_numpy(), df.t.to_numpy()) == last)]
+        want_uids = {str(u) for u in seen.uid}
+        deadline = time.monotonic() + 60
+        while not redis_client.exists(f"{app}:A:fc:{last}") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        n_cells = redis_client.hlen(f"{app}:A:fc:{last}")
+        assert n_cells > 0, w.tail()
+
+        def done(got):
+            fc = {k for k, v in got[f"{topic}-fc"] if v["made_at"] == last}
+            emb = {k for k, v in got[f"{topic}-emb"] if v["slot"] == last}
+            return len(fc) == n_cells and emb >= want_uids
+        got = read_topics(broker.bootstrap, [f"{topic}-fc", f"{topic}-emb"], done)
+    finally:
+        w.stop()
+    assert done(got), w.tail()
+
+    # Forecasts: self-describing records keyed city:cell, equal to FlowForecaster.predict on offline flows.
+    fc = {k: v for k, v in got[f"{topic}-fc"] if v["made_at"] == last}
+    assert all(k == f"A:{v['cell']}" and v["slot"] == last + 1 and v["version"] == fver for k, v in fc.items())
+    cells = np.array(sorted(v["cell"] for v in fc.values()))
+    valid = df[df.x != 999].sort_values(["uid", "d", "t"])
+    offline = flow_counts(valid.uid.to_numpy(), slot_from_dt(valid.d.to_numpy(), valid.t.to_numpy()),
+                          valid.x.to_numpy(), valid.y.to_numpy())
+    chan = np.zeros((len(cells), 8, 3), np.float32)  # (N, 8, 3)
+    for s, c, k in zip(offline.slot, offline.cell, offline.counts):
+        if last - 8 < s <= last and k.any():
+            assert c in cells, f"cell {c} has flows in slot {s} but no forecast"
+            chan[np.searchsorted(cells, c), s - (last - 7)] = k
+    want = FlowForecaster.load(tmp_path / "flow.pt").predict(chan, last, cells)
+    live = np.array([[fc[f"A:{c}"][k] for k in ("occ", "in", "out")] for c in cells])
+    np.testing.assert_allclose(live, want, atol=1e-3)
+    stored = orjson.loads(redis_client.hget(f"{app}:A:fc:{last}", str(cells[0])))
+    assert stored == fc[f"A:{cells[0]}"]
+    version, packed_cells, packed = unpack_forecasts(redis_client.get(f"{app}:A:fcn:{last}"))
+    assert version == fver and packed_cells.tolist() == cells.tolist()
+    np.testing.assert_allclose(packed, want, atol=1e-3)
+
+    # Live error: the forecast made at last-1 against the actuals of `last`, beside persistence.
+    err = orjson.loads(redis_client.hget(f"{app}:A:err", str(last)))
+    assert err["slot"] == last and err["version"] == fver and err["model"] >= 0 and err["persistence"] >= 0
+
+    # Embeddings: keyed uid, base64 float32, equal to TrajectoryEmbedder.embed on offline windows.
+    emb = {k: v for k, v in got[f"{topic}-emb"] if v["slot"] == last}
+    uids = np.array(sorted(int(u) for u in want_uids))
+    ts = replay_ts(valid.d.to_numpy(), valid.t.to_numpy(), valid.uid.to_numpy())
+    win = windows_for(valid.uid.to_numpy(), slots_of(ts), valid.x.to_numpy(), valid.y.to_numpy(),
+                      uids, np.full(len(uids), last), ts=ts)
+    want_e = TrajectoryEmbedder.load(tmp_path / "enc.pt").embed(win.x, win.y, win.mask, last)
+    for u, vec in zip(uids, want_e):
+        rec = emb[str(u)]
+        assert rec["uid"] == str(u) and rec["city"] == "A" and rec["version"] == ever and rec["dtype"] == "float32"
+        live_e = np.frombuffer(base64.b64decode(rec["embedding_b64"]), "<f4")
+        np.testing.assert_allclose(live_e, vec, rtol=1e-4, atol=1e-5)
+    assert orjson.loads(redis_client.get(f"{app}:A:emb:{uids[0]}"))["embedding_b64"] == emb[str(uids[0])]["embedding_b64"]
