@@ -137,6 +137,7 @@ class Outputs:
 
         self.redis, self.producer = redis, producer
         self._hset_blob = redis.register_script(lua.HSET_BLOB)
+        self._set_many = redis.register_script(lua.SET_MANY)
 
     async def _read(self, city: str, slots: list[int]) -> tuple[list[tuple[np.ndarray, np.ndarray]], bytes | None]:
         """The slots' assembled flows as (cells (n,), counts (n, 3)) and the packed forecast made at the
@@ -228,8 +229,9 @@ class Outputs:
         m.INFERENCE_SECONDS.labels("embedder").observe(time.perf_counter() - t0)
         docs = [(str(uid), embedding_doc(str(uid), city, slot, model.version, vec)) for uid, vec in zip(uids, emb)]
         produce_all(self.producer, self.s.topics.embeddings, ((u.encode(), d) for u, d in docs))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for uid, doc in docs:
-                pipe.set(self.keys.embedding(city, uid), doc, ex=self.s.ttl)
-            await pipe.execute()
+        for i in range(0, len(docs), 5000):
+            args = [self.s.ttl]
+            for uid, doc in docs[i:i + 5000]:
+                args += (self.keys.embedding(city, uid), doc)
+            await self._set_many(args=args)
         m.EMBEDDINGS.inc(len(uids))
