@@ -170,9 +170,18 @@ def _loads(value: bytes):
     except orjson.JSONDecodeError:
         pass
     try:  # the standard library reads NaN/Infinity literals, so such pings get the reason `nan`
-        return json.loads(value)
-    except (ValueError, UnicodeDecodeError):
+        obj = json.loads(value, parse_int=_json_int)
+        # It also reads lone surrogates ("\ud800"), which no UTF-8 client (Redis) can take: refuse them here.
+        json.dumps(obj, ensure_ascii=False).encode()
+        return obj
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         raise _Bad(dl.NOT_JSON, "value is not UTF-8 JSON") from None
+
+
+def _json_int(text: str):
+    """An integer as orjson reads it: beyond 64 bits a float (inf past the float range, so `nan`, not a crash)."""
+    n = int(text)
+    return n if -(2**63) <= n < 2**64 else float(text)
 
 
 def _columns(obj: dict, limits: Limits) -> list[dict]:

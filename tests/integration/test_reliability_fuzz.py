@@ -102,8 +102,6 @@ POISON = [b'{"uid": 1, "ts": 1' + b"0" * 400 + b', "x": 3, "y": 4}', b"[" * 5000
 
 
 @pytest.mark.parametrize("poison", POISON, ids=["int-beyond-float", "deep-nesting", "lone-surrogate-uid"])
-@pytest.mark.xfail(strict=True, reason="bug: a poison message raises out of the agent (stream/pings.py); the worker "
-                   "then processes nothing more on the partition (see docs/reliability.md)")
 def test_poison_message_is_a_dead_letter_and_the_worker_goes_on(poison, broker, redis_url, redis_client, make_topic,
                                                                  tmp_path):
     topic = make_topic(partitions=1)
