@@ -9,11 +9,13 @@ import typer
 from mobstream import paths
 from mobstream.settings import opt
 from models.slots import DEFAULT_ORIGIN
+from stream.security import with_security
 from stream.services.state import bootstrap_option, redis_url_option
 
 PARTITIONS_HELP = "Partitions of the pings topic (created with this many if missing); workers in one group split them."
 
 
+@with_security()
 def worker(
     bootstrap: str = bootstrap_option(),
     redis_url: str = redis_url_option(),
@@ -37,6 +39,8 @@ def worker(
     forecaster: Path = opt(None, "forecaster", "Flow forecaster checkpoint (watched; forecasts off when unset)."),
     embedder: Path = opt(None, "embedder", "Trajectory embedder checkpoint (watched; embeddings off when unset)."),
     loglevel: str = opt("info", "loglevel", "Log level."),
+    kafka_security=None,
+    redis_security=None,
 ) -> None:
     """Run a stream worker: pings -> Redis windows, dead letters, slot closing, forecasts, embeddings."""
     from stream import worker as w
@@ -50,10 +54,12 @@ def worker(
         web_port=web_port, metrics_port=metrics_port, session_timeout=session_timeout, origin=origin,
         limits=grid_limits(grid_origin_lat, grid_origin_lon, max_message_bytes),
         forecaster=forecaster, embedder=embedder, data_dir=paths.state_dir() / "worker" / app,
+        kafka_security=kafka_security, redis_security=redis_security,
     )
     w.run(s, loglevel)
 
 
+@with_security(redis=False)
 def replay(
     file: Path = typer.Argument(..., help="YJMob/HuMob file (uid,d,t,x,y) or raw GPS (uid,lat,lon,timestamp): CSV, CSV.gz, Parquet."),
     bootstrap: str = bootstrap_option(),
@@ -70,6 +76,7 @@ def replay(
     close_last: bool = opt(True, "close_last", "End with a watermark on every partition that closes the last slot."),
     origin: int = opt(DEFAULT_ORIGIN, "origin", "Epoch seconds of slot 0."),
     progress: bool = opt(True, "progress", "Show a progress bar with the rate."),
+    kafka_security=None,
 ) -> None:
     """Replay a dataset into the pings topic in event-time order (masked rows skipped and counted)."""
     from stream.replay import ReplaySettings, replay as run_replay
@@ -84,7 +91,7 @@ def replay(
         bootstrap = resolve_endpoints(None, "unused").bootstrap
     s = ReplaySettings(file, bootstrap, pings_topic, partitions, speed,
                        None if first_day is None else (first_day, last_day), users, single, batch_size,
-                       origin, lateness, city, close_last, progress)
+                       origin, lateness, city, close_last, progress, kafka_security)
     rep = run_replay(s)
     typer.echo(f"replayed {rep.pings} pings in {rep.messages} messages in {rep.seconds:.2f} s "
                f"({rep.rate:,.0f} pings/s); {rep.masked} masked rows skipped")

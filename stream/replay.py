@@ -20,6 +20,7 @@ from aiokafka.partitioner import murmur2
 
 from models.slots import DEFAULT_ORIGIN, slot_start
 from stream import replay_source as src
+from stream.security import KafkaSecurity, aiokafka_kwargs
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class ReplaySettings:
     city: str | None = None
     close_last: bool = True
     progress: bool = True
+    kafka_security: KafkaSecurity | None = None
 
 
 @dataclass
@@ -167,9 +169,10 @@ async def replay_async(s: ReplaySettings) -> ReplayReport:
     path = Path(s.path)
     fmt = src.format_of(path)
     total, chunks = src.read(path, s.days, src.parse_users(s.users), s.origin)
-    await create_topic_async(s.bootstrap, s.topic, s.partitions)
+    kafka = aiokafka_kwargs(s.kafka_security or KafkaSecurity())
+    await create_topic_async(s.bootstrap, s.topic, s.partitions, client=kafka)
     producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap, linger_ms=5, max_batch_size=1 << 20,
-                                max_request_size=8 << 20, acks=1)
+                                max_request_size=8 << 20, acks=1, **kafka)
     await producer.start()
     try:
         n = len(await producer.partitions_for(s.topic))

@@ -129,6 +129,19 @@ def aiokafka_kwargs(sec: KafkaSecurity) -> dict[str, Any]:
     return kw
 
 
+def librdkafka_config(sec: KafkaSecurity) -> dict[str, Any]:
+    """Entries for a confluent-kafka (librdkafka) client config dict: the same settings, librdkafka's names."""
+    conf: dict[str, Any] = {"security.protocol": sec.protocol.lower()}
+    if sec.sasl:
+        conf.update({"sasl.mechanisms": sec.mechanism, "sasl.username": sec.username, "sasl.password": sec.password})
+    if sec.tls:
+        files = {"ssl.ca.location": sec.ca_file, "ssl.certificate.location": sec.cert_file,
+                 "ssl.key.location": sec.key_file, "ssl.key.password": sec.key_password}
+        conf.update({k: str(v) for k, v in files.items() if v})
+        conf["ssl.endpoint.identification.algorithm"] = "https" if sec.check_hostname else "none"
+    return conf
+
+
 def faust_kwargs(sec: KafkaSecurity) -> dict[str, Any]:
     """Keyword arguments for faust.App: `broker_credentials` (faust maps it to the aiokafka kwargs above)."""
     if sec.protocol == "PLAINTEXT":

@@ -10,6 +10,7 @@ from models.slots import DEFAULT_ORIGIN
 from stream.exceptions import StreamError
 from stream.keys import Keys
 from stream.pings import Limits
+from stream.security import KafkaSecurity, RedisSecurity
 
 PINGS_TOPIC = "pings"
 DLQ_TOPIC = "pings-dlq"
@@ -51,6 +52,8 @@ class WorkerSettings:
     embedder: Path | None = None
     model_poll: float = 5.0
     data_dir: Path = Path("var/worker")
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    redis_security: RedisSecurity = field(default_factory=RedisSecurity)
 
     def __post_init__(self) -> None:
         checks = [

@@ -35,7 +35,9 @@ class Runner:
         from stream.processor import Processor
         from stream.windows.redis_store import RedisWindowStore
 
-        client = aioredis.Redis.from_url(self.s.redis_url)
+        from stream.security import redis_kwargs
+
+        client = aioredis.Redis.from_url(self.s.redis_url, **redis_kwargs(self.s.redis_url, self.s.redis_security))
         store = RedisWindowStore(client, self.s.keys, self.s.ttl)
         hooks = {}
         if self.outputs is not None:
@@ -79,6 +81,8 @@ def build_app(s: WorkerSettings, outputs=None):
     """The Faust app with its one agent; nothing runs until a faust.Worker starts it."""
     import faust
 
+    from stream.security import faust_kwargs
+
     app = faust.App(
         s.app,
         broker=";".join(f"kafka://{b.strip()}" for b in s.bootstrap.split(",")),
@@ -95,6 +99,7 @@ def build_app(s: WorkerSettings, outputs=None):
         broker_commit_interval=1.0,
         stream_buffer_maxsize=max(4096, 4 * s.batch_size),
         processing_guarantee="at_least_once",
+        **faust_kwargs(s.kafka_security),
     )
     pings = app.topic(s.topics.pings, key_type=bytes, value_type=bytes, key_serializer="raw",
                       value_serializer="raw", partitions=s.partitions)
@@ -117,12 +122,15 @@ def run(s: WorkerSettings, loglevel: str = "info") -> None:
 
     from stream.outputs import Outputs
     from stream.exceptions import ServiceError
+    from stream.security import aiokafka_kwargs, check_redis
     from stream.services import create_topic
 
-    create_topic(s.bootstrap, s.topics.pings, s.partitions)
+    check_redis(s.redis_url, s.redis_security)  # a refused password fails here, naming the setting
+    kafka = aiokafka_kwargs(s.kafka_security)
+    create_topic(s.bootstrap, s.topics.pings, s.partitions, client=kafka)
     for name in (s.topics.dlq, s.topics.forecasts, s.topics.embeddings):
         try:
-            create_topic(s.bootstrap, name, s.partitions)
+            create_topic(s.bootstrap, name, s.partitions, client=kafka)
         except ServiceError as exc:  # an output topic may have any partition count
             if "exists with" not in str(exc):
                 raise

@@ -98,14 +98,15 @@ def start_broker(state_dir: Path, *, port: int = 0, binary: str | None = None, t
 
 
 async def create_topic_async(bootstrap: str, name: str, partitions: int, *, exist_ok: bool = True,
-                             timeout: float = 10.0) -> None:
+                             timeout: float = 10.0, client: dict | None = None) -> None:
     """Create a topic with this many partitions and wait until metadata shows them all.
 
     An existing topic is fine when exist_ok and it has the same partition count; otherwise ServiceError.
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    # client: security kwargs from stream.security.aiokafka_kwargs (SASL/SSL brokers).
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **(client or {}))
     await admin.start()
     try:
         response = await admin.create_topics([NewTopic(name, partitions, 1)], timeout_ms=int(timeout * 1000))
@@ -131,6 +132,6 @@ async def create_topic_async(bootstrap: str, name: str, partitions: int, *, exis
 
 
 def create_topic(bootstrap: str, name: str, partitions: int, *, exist_ok: bool = True,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, client: dict | None = None) -> None:
     """Synchronous create_topic_async."""
-    run_sync(lambda: create_topic_async(bootstrap, name, partitions, exist_ok=exist_ok, timeout=timeout))
+    run_sync(lambda: create_topic_async(bootstrap, name, partitions, exist_ok=exist_ok, timeout=timeout, client=client))

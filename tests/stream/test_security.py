@@ -19,6 +19,7 @@ from stream.security import (
     aiokafka_kwargs,
     check_redis,
     faust_kwargs,
+    librdkafka_config,
     redis_kwargs,
     with_security,
 )
@@ -71,6 +72,20 @@ def test_faust_credentials_give_faust_the_same_aiokafka_kwargs(pems):
         for k in ("sasl_mechanism", "sasl_plain_username", "sasl_plain_password"):
             assert theirs.get(k) == ours.get(k)
         assert (theirs.get("ssl_context") is None) == (ours.get("ssl_context") is None)
+
+
+def test_librdkafka_config_is_accepted_by_a_real_confluent_producer(pems):
+    from confluent_kafka import Producer
+
+    assert librdkafka_config(KafkaSecurity()) == {"security.protocol": "plaintext"}
+    sec = KafkaSecurity("SASL_SSL", "SCRAM-SHA-256", "alice", "s3cret", ca_file=pems["cert"])
+    conf = librdkafka_config(sec)
+    assert conf == {"security.protocol": "sasl_ssl", "sasl.mechanisms": "SCRAM-SHA-256", "sasl.username": "alice",
+                    "sasl.password": "s3cret", "ssl.ca.location": str(pems["cert"]),
+                    "ssl.endpoint.identification.algorithm": "https"}
+    Producer({"bootstrap.servers": "127.0.0.1:1", **conf}).flush(0)  # librdkafka validates every key at creation
+    mtls = KafkaSecurity("SSL", ca_file=pems["cert"], cert_file=pems["cert"], key_file=pems["key"], check_hostname=False)
+    Producer({"bootstrap.servers": "127.0.0.1:1", **librdkafka_config(mtls)}).flush(0)
 
 
 def test_faust_app_accepts_the_credentials():
@@ -265,3 +280,70 @@ def test_rediss_url_with_ca_file_verifies_the_server(protected_redis, pems):
             check_redis(f"rediss://localhost:{proxy.port}/0", RedisSecurity(password="correct horse"))
     finally:
         proxy.close()
+
+
+def _worker_env(broker, tmp_path, redis_url: str, **extra: str) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOBSTREAM_")}
+    env.update(MOBSTREAM_BOOTSTRAP=broker.bootstrap, MOBSTREAM_REDIS_URL=redis_url,
+               MOBSTREAM_STATE_DIR=str(tmp_path), MOBSTREAM_SESSION_TIMEOUT="6", **extra)
+    return env
+
+
+@pytest.mark.integration
+def test_worker_refuses_a_wrong_redis_password_naming_the_setting(broker, protected_redis, tmp_path):
+    import sys
+
+    bare = f"redis://127.0.0.1:{protected_redis.port}/0"
+    env = _worker_env(broker, tmp_path, bare, MOBSTREAM_REDIS_PASSWORD="not-the-pw-4242",
+                      MOBSTREAM_METRICS_PORT="0", MOBSTREAM_WEB_PORT="0")
+    res = subprocess.run([sys.executable, "-m", "mobstream.cli", "worker"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "refused the credentials" in res.stderr and "MOBSTREAM_REDIS_PASSWORD" in res.stderr, res.stderr[-2000:]
+    assert "not-the-pw-4242" not in res.stderr
+
+
+@pytest.mark.integration
+def test_worker_writes_windows_into_a_password_protected_redis(broker, protected_redis, tmp_path):
+    """The worker built from MOBSTREAM_REDIS_PASSWORD (not a URL password) stores a replayed city."""
+    import sys
+    import time
+    import urllib.request
+    import uuid
+
+    import redis
+
+    from stream.services import free_port
+    from stream.services.process import start_service, stop
+    from tests.stream.tiny_city import write_city
+
+    app, topic = f"sec{uuid.uuid4().hex[:8]}", f"sec-{uuid.uuid4().hex[:8]}"
+    env = _worker_env(broker, tmp_path, f"redis://127.0.0.1:{protected_redis.port}/0",
+                      MOBSTREAM_REDIS_PASSWORD="correct horse", MOBSTREAM_APP=app, MOBSTREAM_PINGS_TOPIC=topic,
+                      MOBSTREAM_DLQ_TOPIC=f"{topic}-dlq", MOBSTREAM_FORECASTS_TOPIC=f"{topic}-fc",
+                      MOBSTREAM_EMBEDDINGS_TOPIC=f"{topic}-emb", MOBSTREAM_PARTITIONS="2")
+
+    def argv(port: int) -> list[str]:
+        env.update(MOBSTREAM_METRICS_PORT=str(port), MOBSTREAM_WEB_PORT=str(free_port()))
+        return [sys.executable, "-m", "mobstream.cli", "worker"]
+
+    worker = start_service("worker", port=0, port_setting="(test)", argv_for=argv,
+                           url_for=lambda p: f"http://127.0.0.1:{p}/metrics", probe=lambda u: urllib.request.urlopen(u),
+                           log=tmp_path / "worker.log", owned=True, timeout=90, env=env)
+    admin = redis.Redis.from_url(protected_redis.url)
+    try:
+        city = tmp_path / "cityA_challengedata.csv"
+        write_city(city, n_users=20, days=1)
+        res = subprocess.run([sys.executable, "-m", "mobstream.cli", "replay", str(city), "--no-progress"],
+                             env=dict(env, MOBSTREAM_PINGS_TOPIC=topic), capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr[-2000:]
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and admin.get(f"{app}:assembled") is None:
+            assert worker.popen.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
+            time.sleep(0.3)
+        assert admin.get(f"{app}:assembled") is not None, (tmp_path / "worker.log").read_text()[-3000:]
+    finally:
+        admin.close()
+        stop(worker)
