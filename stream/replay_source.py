@@ -55,7 +55,7 @@ def header_of(path: Path) -> tuple[str, ...]:
     try:
         with opener(path, "rt") as f:
             return tuple(c.strip() for c in f.readline().split(","))
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:  # text mode decodes a whole buffer, not just the header line
         raise ReplayError(f"cannot read {path}: {exc}") from exc
 
 

@@ -76,11 +76,7 @@ def test_data_report_on_bad_datasets(files):
         assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr[-2000:]
 
 
-REPLAY_BUG = pytest.mark.xfail(strict=True, reason="bug: stream/replay_source.header_of reads the header as UTF-8 "
-                               "text and a UnicodeDecodeError escapes as a traceback (see docs/reliability.md)")
-
-
-@pytest.mark.parametrize("name", ["trunc.csv.gz", "empty.csv", pytest.param("corrupt.csv", marks=REPLAY_BUG)])
+@pytest.mark.parametrize("name", ["trunc.csv.gz", "empty.csv", "corrupt.csv"])
 def test_replay_of_a_bad_dataset(files, name, broker, make_topic):
     p = mobstream("replay", files[name], "--bootstrap", broker.bootstrap, "--pings-topic", make_topic(partitions=2),
                   "--partitions", "2", "--no-progress")
