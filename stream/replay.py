@@ -162,6 +162,7 @@ class Replayer:
 
 async def replay_async(s: ReplaySettings) -> ReplayReport:
     from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaConnectionError
     from tqdm import tqdm
 
     from stream.services import create_topic_async
@@ -170,10 +171,14 @@ async def replay_async(s: ReplaySettings) -> ReplayReport:
     fmt = src.format_of(path)
     total, chunks = src.read(path, s.days, src.parse_users(s.users), s.origin)
     kafka = aiokafka_kwargs(s.kafka_security or KafkaSecurity())
-    await create_topic_async(s.bootstrap, s.topic, s.partitions, client=kafka)
-    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap, linger_ms=5, max_batch_size=1 << 20,
-                                max_request_size=8 << 20, acks=1, **kafka)
-    await producer.start()
+    try:
+        await create_topic_async(s.bootstrap, s.topic, s.partitions, client=kafka)
+        producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap, linger_ms=5, max_batch_size=1 << 20,
+                                    max_request_size=8 << 20, acks=1, **kafka)
+        await producer.start()
+    except KafkaConnectionError as exc:
+        raise src.ReplayError(f"cannot reach the broker at {s.bootstrap} (setting bootstrap, MOBSTREAM_BOOTSTRAP): "
+                              f"{exc}") from exc
     try:
         n = len(await producer.partitions_for(s.topic))
         rep = Replayer(s, producer, n)

@@ -90,8 +90,6 @@ def test_replay_of_a_masked_only_dataset_is_a_no_op(files, broker, make_topic):
     assert "replayed 0 pings" in p.stdout and "3 masked rows skipped" in p.stdout, p.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an unreachable broker escapes `mobstream replay` as an aiokafka "
-                   "KafkaConnectionError traceback, not an error naming the bootstrap setting")
 def test_replay_to_an_unreachable_broker(files):
     from stream.services import free_port
 
