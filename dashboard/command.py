@@ -49,7 +49,11 @@ def dashboard(
                           metrics_urls=split_urls(metrics_urls), grid_origin_lat=grid_origin_lat,
                           grid_origin_lon=grid_origin_lon, labels=labels, pca=pca, history_slots=history_slots,
                           max_users=max_users, origin=origin)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOBSTREAM_") or k.endswith("_DIR")}
+    # The app gets its settings from s.to_env(); of the caller's MOBSTREAM_* variables only the paths
+    # and the Redis credentials/TLS files (read by dashboard.data through stream.security) go along.
+    keep = ("MOBSTREAM_REDIS_USERNAME", "MOBSTREAM_REDIS_PASSWORD", "MOBSTREAM_REDIS_SSL_")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MOBSTREAM_") or k.endswith("_DIR") or k.startswith(keep)}
     env.update(s.to_env())
     typer.echo(f"dashboard on http://{address}:{port}  (Ctrl-C stops it)", err=True)
     proc = subprocess.Popen(streamlit_argv(port, address), env=env)

@@ -28,7 +28,10 @@ class NoRedis(Exception):
 def _client(url: str):
     import redis
 
-    return redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=5.0, health_check_interval=30)
+    from stream.security import redis_kwargs, redis_security_from_env
+
+    return redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=5.0, health_check_interval=30,
+                                **redis_kwargs(url, redis_security_from_env()))
 
 
 def redis_url(s: DashboardSettings) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import ssl
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -257,6 +258,22 @@ def kafka_security_from(values: dict) -> KafkaSecurity:
 
 def redis_security_from(values: dict) -> RedisSecurity:
     return _build(RedisSecurity, REDIS_OPTIONS, values)
+
+
+def redis_security_from_env(environ: dict[str, str] | None = None) -> RedisSecurity:
+    """The Redis security settings of a process started with MOBSTREAM_REDIS_* variables (e.g. the
+    Streamlit server the dashboard command launches), parsed as the CLI flags would parse them."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name, (kind, default, _help) in REDIS_OPTIONS.items():
+        raw = environ.get(env(name))
+        if raw is None or raw == "":
+            values[name] = default
+        elif kind is bool:
+            values[name] = raw.strip().lower() in ("1", "true", "yes", "on")
+        else:
+            values[name] = kind(raw)
+    return redis_security_from(values)
 
 
 def with_security(kafka: bool = True, redis: bool = True):

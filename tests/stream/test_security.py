@@ -347,3 +347,18 @@ def test_worker_writes_windows_into_a_password_protected_redis(broker, protected
     finally:
         admin.close()
         stop(worker)
+
+
+@pytest.mark.integration
+def test_dashboard_client_reads_the_redis_credentials_from_the_environment(protected_redis, monkeypatch):
+    """`mobstream dashboard` passes MOBSTREAM_REDIS_PASSWORD on to the Streamlit server; its client uses it."""
+    import redis
+
+    from dashboard import data
+
+    bare = f"redis://127.0.0.1:{protected_redis.port}/0"
+    monkeypatch.delenv("MOBSTREAM_REDIS_PASSWORD", raising=False)
+    with pytest.raises(redis.AuthenticationError):
+        data._client.__wrapped__(bare).ping()
+    monkeypatch.setenv("MOBSTREAM_REDIS_PASSWORD", "correct horse")
+    assert data._client.__wrapped__(bare).ping()
