@@ -6,6 +6,8 @@ whole ingest path is testable against a real Redis with no broker.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
@@ -20,6 +22,8 @@ from stream.pings import WATERMARK, Limits, decode, raw_bytes
 from stream.windows.close import slot_flows
 from stream.windows.store import WindowStore
 from stream.windows.watermark import PartitionClock, classify, slots_to_close
+
+log = logging.getLogger(__name__)
 
 # (partition, city, slot, uids, cells (N, 8)) for every closed slot with users, and
 # [(city, slot), ...] for every slot assembled: the hooks phase-2 outputs hang on.
@@ -56,6 +60,23 @@ class Processor:
         self.clock = clock
 
     async def process(self, part: int, messages: list[tuple[bytes | None, bytes]]) -> Outcome:
+        """Process a batch; while Redis is unreachable, retry it with backoff (every step is idempotent), so
+        the agent never raises and the consumer stops taking messages instead of dropping a batch."""
+        from redis.exceptions import ConnectionError as RedisDown, TimeoutError as RedisTimeout
+
+        delay = 0.1
+        while True:
+            try:
+                out = await self._process(part, messages)
+                m.REDIS_UP.set(1)
+                return out
+            except (RedisDown, RedisTimeout) as exc:
+                m.REDIS_UP.set(0)
+                log.warning("partition %d: Redis unavailable (%s); retrying the batch in %.1f s", part, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 5.0)
+
+    async def _process(self, part: int, messages: list[tuple[bytes | None, bytes]]) -> Outcome:
         t0 = self.clock()
         out = Outcome()
         got = decode(messages, self.limits)

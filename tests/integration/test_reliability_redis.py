@@ -79,14 +79,11 @@ def redis_restarts(broker, make_topic, tmp_path, aof_redis, restarts: int, down_
     assert redis_flows(url, app, "A", range(last + 1)) == offline_flows(df)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a Redis error raises out of the agent; Faust restarts the agent and the "
-                   "batch in hand is dropped without being redelivered (see docs/reliability.md)")
 def test_redis_restart_mid_stream_leaves_exact_flows(broker, make_topic, tmp_path, aof_redis):
     redis_restarts(broker, make_topic, tmp_path, aof_redis, restarts=1, down_s=2.0)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="same bug as test_redis_restart_mid_stream_leaves_exact_flows")
 def test_redis_restarted_three_times(broker, make_topic, tmp_path, aof_redis):
     redis_restarts(broker, make_topic, tmp_path, aof_redis, restarts=3, down_s=3.0)
 
@@ -95,8 +92,6 @@ def metric_text(port: int) -> str:
     return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
 
 
-@pytest.mark.xfail(strict=True, reason="missing: no metric says Redis is unreachable (memory stays "
-                   "bounded and the log names the connection error; see docs/reliability.md)")
 def test_long_redis_outage_is_bounded_and_visible(broker, make_topic, tmp_path, aof_redis):
     topic = make_topic(partitions=2)
     write_city(tmp_path / "c.csv", n_users=200, days=3, seed=22)
