@@ -78,18 +78,24 @@ def unpack_forecasts(raw: bytes) -> tuple[str, np.ndarray, np.ndarray]:
     return version.decode(), np.frombuffer(body[: 4 * n], "<i4").astype(np.int64), np.frombuffer(body[4 * n:], "<f4").reshape(n, 3)
 
 
-def make_producer(bootstrap: str):
+def make_producer(bootstrap: str, security=None):
     """A librdkafka producer for the outputs: tens of thousands of records per slot cost ~1 us each to
-    queue (a Faust `topic.send` per record cost far more), batched and sent by librdkafka's own thread."""
+    queue (a Faust `topic.send` per record cost far more), batched and sent by librdkafka's own thread.
+    `security` (stream.security.KafkaSecurity) adds the same SASL/SSL settings the Faust app uses."""
     from confluent_kafka import Producer
+
+    from stream.security import librdkafka_config
 
     def report(err, msg):
         if err is not None:
             log.error("output record to %s not delivered: %s", msg.topic(), err)
 
-    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1 << 20,
-                     "queue.buffering.max.messages": 2_000_000, "queue.buffering.max.kbytes": 1 << 20,
-                     "enable.idempotence": False, "on_delivery": report})
+    config = {"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1 << 20,
+              "queue.buffering.max.messages": 2_000_000, "queue.buffering.max.kbytes": 1 << 20,
+              "enable.idempotence": False, "on_delivery": report}
+    if security is not None:
+        config.update(librdkafka_config(security))
+    return Producer(config)
 
 
 def produce_all(producer, topic: str, records) -> None:

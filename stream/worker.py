@@ -43,7 +43,7 @@ class Runner:
         if self.outputs is not None:
             from stream.outputs import make_producer
 
-            self.outputs.attach(client, make_producer(self.s.bootstrap))
+            self.outputs.attach(client, make_producer(self.s.bootstrap, self.s.kafka_security))
             hooks = {"on_closed": self.outputs.on_closed, "on_assembled": self.outputs.on_assembled,
                      "full_windows": lambda: self.outputs.embedder.get() is not None}
         self.processor = Processor(store, self.s.limits, lateness=self.s.lateness, n_partitions=self.s.partitions,

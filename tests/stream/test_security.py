@@ -362,3 +362,17 @@ def test_dashboard_client_reads_the_redis_credentials_from_the_environment(prote
         data._client.__wrapped__(bare).ping()
     monkeypatch.setenv("MOBSTREAM_REDIS_PASSWORD", "correct horse")
     assert data._client.__wrapped__(bare).ping()
+
+
+def test_output_producer_gets_the_kafka_security_settings(monkeypatch):
+    """Forecasts and embeddings go out through librdkafka: it must see the same SASL/SSL settings."""
+    import confluent_kafka
+
+    from stream.outputs import make_producer
+
+    seen = {}
+    monkeypatch.setattr(confluent_kafka, "Producer", lambda conf: seen.update(conf) or "producer")
+    sec = KafkaSecurity(protocol="SASL_PLAINTEXT", mechanism="SCRAM-SHA-512", username="alice", password="s3cret")
+    assert make_producer("broker:9092", sec) == "producer"
+    assert seen["security.protocol"] == "sasl_plaintext" and seen["sasl.mechanisms"] == "SCRAM-SHA-512"
+    assert seen["sasl.username"] == "alice" and seen["bootstrap.servers"] == "broker:9092"
