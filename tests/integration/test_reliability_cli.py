@@ -108,7 +108,7 @@ def test_worker_on_an_empty_topic_idles_cleanly(broker, redis_url, make_topic, t
     w = WorkerProc(broker.bootstrap, redis_url, make_topic(partitions=2), f"t{uuid.uuid4().hex[:8]}", 2,
                    tmp_path / "w.log")
     try:
-        time.sleep(12)  # started, joined the group, polled an empty topic for a while
+        time.sleep(6)  # started, joined the group, polled an empty topic for a while
         alive = w.proc.poll() is None
         text = metrics_text(w.metrics_port)
     finally:

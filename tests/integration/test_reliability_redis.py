@@ -92,6 +92,7 @@ def metric_text(port: int) -> str:
     return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
 
 
+@pytest.mark.slow
 def test_long_redis_outage_is_bounded_and_visible(broker, make_topic, tmp_path, aof_redis):
     topic = make_topic(partitions=2)
     write_city(tmp_path / "c.csv", n_users=200, days=3, seed=22)
