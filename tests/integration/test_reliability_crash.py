@@ -59,7 +59,7 @@ def replay_with_kills(broker, redis_url, make_topic, tmp_path, kills: int, seed:
 
 
 def test_kill_9_once_mid_replay(broker, redis_url, redis_client, make_topic, tmp_path):
-    got = replay_with_kills(broker, redis_url, make_topic, tmp_path, kills=1, seed=3)
+    got = replay_with_kills(broker, redis_url, make_topic, tmp_path, kills=1, seed=3, days=2)
     assert got["assembled_at_kill"][0] < got["last"], got
 
 

@@ -291,7 +291,7 @@ def check_decoded(cases: list[Case], limits: Limits = LIMITS) -> int:
 FUZZED = [0]
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.data())
 def test_fuzzed_messages_decode_to_their_verdicts(data):
     FUZZED[0] += check_decoded(messages(hypothesis_draw(data), 12))
