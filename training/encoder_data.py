@@ -41,12 +41,9 @@ def from_columns(uid, d, t, x, y) -> Observations:
 
 def load_observations(path: str | Path) -> Observations:
     """Read a YJMob/HuMob `uid,d,t,x,y` file with the validated readers (errors name the file and line)."""
-    from training.readers import read_all
+    from training.readers import read_records
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(f"{path}: no such file (generate the demo city with `mobstream generate`)")
-    cols, _ = read_all(path, "yjmob")
+    cols = read_records(path)
     return from_columns(cols["uid"], cols["d"], cols["t"], cols["x"], cols["y"])
 
 

@@ -15,7 +15,6 @@ import numpy as np
 
 from models.grid import MASKED, cell_id
 from models.slots import SLOTS_PER_DAY, weekday
-from training.exceptions import DataFormatError
 
 
 @dataclass(frozen=True)
@@ -61,12 +60,9 @@ def from_arrays(uid, d, t, x, y) -> Sequences:
 def load(path: str | Path) -> Sequences:
     """Read a YJMob/HuMob `uid,d,t,x,y` file (csv, csv.gz or parquet) through the validated readers;
     a bad row raises DataFormatError naming the file, line and field."""
-    from training.readers import read_all
+    from training.readers import read_records
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(f"{path}: no such file (generate the demo city with `mobstream generate`)")
-    cols, _ = read_all(path, "yjmob")
+    cols = read_records(path)
     return from_arrays(cols["uid"], cols["d"], cols["t"], cols["x"], cols["y"])
 
 

@@ -11,9 +11,10 @@ import pyarrow as pa
 
 from models.grid import GridSpec
 from models.slots import DEFAULT_ORIGIN
+from training.exceptions import DataFormatError
 from training.readers.csvparse import BlockParser, RawChunk
 from training.readers.dataset import Dataset, describe
-from training.readers.formats import Check, Context, Format
+from training.readers.formats import Context, Format
 from training.readers.parquet import parquet_chunks
 from training.readers.source import BLOCK_BYTES, blocks, open_text, split_header
 from training.readers.summary import MAX_EXAMPLES, BadRow, ReadSummary
@@ -57,6 +58,16 @@ def read_all(source: str | Path | Dataset, fmt: str = "auto", **kw) -> tuple[Col
         ds = source if isinstance(source, Dataset) else describe(source, fmt)
         parts = [_empty(ds.spec, kw.get("grid"), kw.get("origin", DEFAULT_ORIGIN))]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, summary
+
+
+def read_records(path: str | Path) -> Columns:
+    """A whole YJMob/HuMob `uid,d,t,x,y` file (CSV, CSV.gz or Parquet), strictly validated: a missing
+    file or a bad row raises DataFormatError naming the file (and line and field)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"{path}: no such file (generate the demo city with `mobstream generate`)")
+    cols, _ = read_all(path, "yjmob")
+    return cols
 
 
 def _empty(spec: Format, grid, origin) -> Columns:
