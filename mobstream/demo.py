@@ -36,6 +36,7 @@ class DemoSettings:
     dashboard_port: int
     metrics_port: int
     exit_after_replay: bool
+    regenerate: bool
     data_dir: Path
     runs_dir: Path
     state_dir: Path
@@ -156,7 +157,13 @@ def run(s: DemoSettings) -> None:
                MOBSTREAM_STATE_DIR=str(s.state_dir), PYTHONUNBUFFERED="1")
     children = Children(s.state_dir / "demo")
     try:
-        run_step("generate", mobstream_argv("generate", "--users", str(s.users), "--days", str(s.days)), env)
+        gen = ["generate", "--users", str(s.users), "--days", str(s.days)] + (["--force"] if s.regenerate else [])
+        try:
+            run_step("generate", mobstream_argv(*gen), env)
+        except MobstreamError as exc:
+            raise MobstreamError(f"{exc}; if {s.dataset.parent} holds a city from other settings or an older "
+                                 f"generator, rerun with --regenerate (MOBSTREAM_DEMO_REGENERATE=1) or point "
+                                 f"MOBSTREAM_DATA_DIR elsewhere") from exc
         if s.train and not s.forecaster.exists():
             run_step("train flow", mobstream_argv("train", "flow", "--data", str(s.dataset), "--out-dir", str(s.forecaster.parent)), env)
         if s.train and not s.embedder.exists():
@@ -210,9 +217,10 @@ def demo(
     dashboard_port: int = opt(8501, "dashboard_port", "Dashboard port."),
     metrics_port: int = opt(9108, "metrics_port", "Worker Prometheus port."),
     exit_after_replay: bool = opt(False, "demo_exit_after_replay", "Stop once the worker has closed the replay's last slot (for scripted runs)."),
+    regenerate: bool = opt(False, "demo_regenerate", "Rewrite the synthetic city even if one exists (e.g. from an older generator)."),
 ) -> None:
     """Run the whole loop on the embedded default: services, synthetic city, models, worker, dashboard, replay."""
     run(DemoSettings(users=users, days=days, speed=speed, replay_days=replay_days, train=train, dashboard=dashboard,
                      dashboard_port=dashboard_port, metrics_port=metrics_port, exit_after_replay=exit_after_replay,
-                     data_dir=paths.data_dir().resolve(), runs_dir=paths.runs_dir().resolve(),
+                     regenerate=regenerate, data_dir=paths.data_dir().resolve(), runs_dir=paths.runs_dir().resolve(),
                      state_dir=paths.state_dir().resolve()))
