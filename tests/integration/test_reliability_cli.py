@@ -55,14 +55,16 @@ def files(tmp_path_factory) -> dict[str, Path]:
 @pytest.mark.parametrize("kind", ["trunc", "wrong"])
 def test_evaluate_flow_with_a_bad_checkpoint(files, kind, tmp_path):
     d = files["dir"]
-    p = mobstream("evaluate", "flow", "--data", d / "cityA.csv", "--cache-dir", tmp_path, "--model-dir", d / kind,
+    p = mobstream("evaluate", "flow", "--data", d / "cityA.csv", "--poi", "none", "--cache-dir", tmp_path,
+                  "--model-dir", d / kind,
                   "--no-plots")
     clean_error(p, str(d / kind / "flow_"))
 
 
 @pytest.mark.parametrize("name", ["corrupt.csv", "trunc.csv.gz", "masked.csv", "empty.csv"])
 def test_train_flow_with_a_bad_dataset(files, name, tmp_path):
-    p = mobstream("train", "flow", "--data", files[name], "--out-dir", tmp_path / "o", "--cache-dir", tmp_path / "c")
+    p = mobstream("train", "flow", "--data", files[name], "--poi", "none", "--out-dir", tmp_path / "o",
+                  "--cache-dir", tmp_path / "c")
     clean_error(p, str(files[name]))
 
 
