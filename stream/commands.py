@@ -35,6 +35,8 @@ def worker(
     grid_origin_lat: float = opt(35.30, "grid_origin_lat", "Latitude of the grid's south-west corner (lat/lon pings)."),
     grid_origin_lon: float = opt(139.20, "grid_origin_lon", "Longitude of the grid's south-west corner."),
     max_message_bytes: int = opt(1_048_576, "max_message_bytes", "Larger messages are dead-lettered as oversize."),
+    max_future: float = opt(86_400.0, "max_future", "Pings more than this many seconds ahead of the wall clock are dead-lettered "
+                            "(bad_timestamp) instead of moving the watermark; 0 = no check."),
     origin: int = opt(DEFAULT_ORIGIN, "origin", "Epoch seconds of slot 0."),
     forecaster: Path = opt(None, "forecaster", "Flow forecaster checkpoint (watched; forecasts off when unset)."),
     embedder: Path = opt(None, "embedder", "Trajectory embedder checkpoint (watched; embeddings off when unset)."),
@@ -52,7 +54,7 @@ def worker(
         bootstrap=ends.bootstrap, redis_url=ends.redis_url, app=app, topics=Topics(pings_topic, dlq_topic, forecasts_topic, embeddings_topic),
         partitions=partitions, lateness=lateness, ttl=ttl, batch_size=batch_size, batch_wait=batch_wait,
         web_port=web_port, metrics_port=metrics_port, session_timeout=session_timeout, origin=origin,
-        limits=grid_limits(grid_origin_lat, grid_origin_lon, max_message_bytes),
+        limits=grid_limits(grid_origin_lat, grid_origin_lon, max_message_bytes, max_future),
         forecaster=forecaster, embedder=embedder, data_dir=paths.state_dir() / "worker" / app,
         kafka_security=kafka_security, redis_security=redis_security,
     )

@@ -17,7 +17,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import orjson
@@ -42,6 +44,16 @@ class Limits:
     min_ts: float = MIN_TS
     max_ts: float = MAX_TS
     default_city: str = "A"
+    # A ping (or watermark) further than this ahead of the wall clock comes from a broken device clock:
+    # accepted, it would move its partition's watermark on and make every later ping late. 0 = no check.
+    max_future: float = 86_400.0
+    now: Callable[[], float] = time.time
+
+    def at_now(self) -> Limits:
+        """These limits with max_ts lowered to wall clock + max_future (evaluated once per decode call)."""
+        if self.max_future <= 0:
+            return self
+        return replace(self, max_ts=min(self.max_ts, self.now() + self.max_future), max_future=0.0)
 
 
 @dataclass
@@ -86,7 +98,8 @@ def _ts(v, limits: Limits) -> float:
     if not math.isfinite(ts):
         raise _Bad(dl.NAN, "field 'ts' is not finite")
     if not limits.min_ts <= ts < limits.max_ts:
-        raise _Bad(dl.BAD_TIMESTAMP, f"field 'ts' {ts:.0f} lies outside [{limits.min_ts:.0f}, {limits.max_ts:.0f})")
+        raise _Bad(dl.BAD_TIMESTAMP, f"field 'ts' {ts:.0f} lies outside [{limits.min_ts:.0f}, {limits.max_ts:.0f}) "
+                                     f"(the upper bound: 2100, or wall clock + max_future, MOBSTREAM_MAX_FUTURE)")
     return ts
 
 
@@ -207,6 +220,7 @@ def _element_bytes(obj) -> bytes:
 
 def decode(messages: list[tuple[bytes | None, bytes]], limits: Limits) -> Decoded:
     """Decode (key, value) messages of one partition, in order, into good-ping columns and dead letters."""
+    limits = limits.at_now()
     uids: list[str] = []
     cities: list[str] = []
     tss: list[float] = []

@@ -74,7 +74,7 @@ class WorkerSettings:
         return Keys(self.app)
 
 
-def grid_limits(origin_lat: float, origin_lon: float, max_bytes: int) -> Limits:
+def grid_limits(origin_lat: float, origin_lon: float, max_bytes: int, max_future: float = 86_400.0) -> Limits:
     """Limits for a grid whose south-west corner is (origin_lat, origin_lon)."""
     from models.exceptions import GridError
 
@@ -84,4 +84,6 @@ def grid_limits(origin_lat: float, origin_lon: float, max_bytes: int) -> Limits:
         raise SettingsError(f"settings grid_origin_lat/grid_origin_lon: {exc}") from exc
     if max_bytes < 256:
         raise SettingsError(f"setting max_message_bytes (MOBSTREAM_MAX_MESSAGE_BYTES) = {max_bytes} must be >= 256")
-    return Limits(grid=grid, max_bytes=max_bytes)
+    if max_future < 0:
+        raise SettingsError(f"setting max_future (MOBSTREAM_MAX_FUTURE) = {max_future} must be >= 0 (0: no check)")
+    return Limits(grid=grid, max_bytes=max_bytes, max_future=max_future)

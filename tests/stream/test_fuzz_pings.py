@@ -24,7 +24,7 @@ from stream import deadletter as dl
 from stream.pings import MAX_TS, MIN_TS, WATERMARK, Limits, decode
 
 MAX_BYTES = 4096  # small, so oversize messages stay cheap to build
-LIMITS = Limits(max_bytes=MAX_BYTES)
+LIMITS = Limits(max_bytes=MAX_BYTES, max_future=0)  # the static range; the wall-clock bound has its own test
 GRID = GridSpec()
 UID_CHARS = "aZ9_-. é中😀\x00\"\\/|:\n\t"
 CITIES = (None, "A", "B", "cityC", "Z9")
@@ -322,7 +322,7 @@ def test_fuzz_many_seeds():
     (rb'[{"uid": "ok\udfff", "ts": 1767571200, "x": 3, "y": 4}]', dl.NOT_JSON),
 ])
 def test_hostile_values_are_dead_letters(value, reason):
-    got = decode([(None, value)], Limits())  # the default 1 MiB limit: the deep ones are not oversize
+    got = decode([(None, value)], Limits(max_future=0))  # the default 1 MiB limit: the deep ones are not oversize
     assert len(got) == 0 and [d.reason for d in got.dead] == [reason]
 
 

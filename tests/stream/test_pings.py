@@ -134,3 +134,21 @@ def test_columnar_batch_form():
     assert sorted(d.reason for d in got.dead) == ["masked", "out_of_grid"]
     bad = decode([(None, orjson.dumps({"cols": {"uid": [1, 2], "ts": [TS]}}))], LIM)
     assert [d.reason for d in bad.dead] == ["wrong_type"]
+
+
+def test_a_ping_from_beyond_the_wall_clock_is_a_bad_timestamp():
+    """A broken device clock must not move the watermark: more than max_future ahead of now is dead."""
+    import orjson
+
+    from stream.pings import Limits, decode
+
+    now = 1_800_000_000.0
+    limits = Limits(now=lambda: now, max_future=86_400.0)
+    msgs = [(None, orjson.dumps({"uid": 1, "ts": now + 3600, "x": 3, "y": 4})),
+            (None, orjson.dumps({"uid": 2, "ts": now + 2 * 86_400, "x": 3, "y": 4})),
+            (None, orjson.dumps({"watermark": now + 365 * 86_400}))]
+    got = decode(msgs, limits)
+    assert got.uid == ["1"]
+    assert [d.reason for d in got.dead] == ["bad_timestamp", "bad_timestamp"]
+    assert "MOBSTREAM_MAX_FUTURE" in got.dead[0].detail
+    assert decode(msgs, Limits(now=lambda: now, max_future=0)).uid == ["1", "2", ""]  # 0 = no check ("" = watermark)
