@@ -139,7 +139,7 @@ class Outputs:
 
     def attach(self, redis, producer) -> None:
         """`producer`: a confluent-kafka Producer (`make_producer`) for the two output topics."""
-        from stream.windows import lua
+        from stream.windows import lua_slots as lua
 
         self.redis, self.producer = redis, producer
         self._hset_blob = redis.register_script(lua.HSET_BLOB)

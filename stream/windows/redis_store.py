@@ -9,7 +9,7 @@ import orjson
 from redis.exceptions import NoScriptError
 
 from stream.keys import Keys
-from stream.windows import lua
+from stream.windows import lua, lua_slots
 from stream.windows.store import WindowStore
 from stream.windows.watermark import PartitionClock
 
@@ -38,7 +38,7 @@ class RedisWindowStore(WindowStore):
         self.keys = keys
         self.ttl = int(ttl)
         self.root = f"{keys.app}:"
-        self.scripts = {name: getattr(lua, name) for name in ("APPLY", "CLOSE", "ADVANCE", "PURGE")}
+        self.scripts = {"APPLY": lua.APPLY, "CLOSE": lua.CLOSE, "ADVANCE": lua_slots.ADVANCE, "PURGE": lua_slots.PURGE}
         self.sha = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in self.scripts.items()}
 
     def _eval(self, pipe, name: str, *args) -> None:

@@ -1,0 +1,116 @@
+"""The Lua scripts of slot close and output: PURGE of old user slots, ADVANCE (assembly of the
+partitions' flow shares), and the bulk writers the output path uses.
+
+Keys are built inside the scripts from the prefix, so these target a single Redis (not a cluster).
+"""
+
+# ARGV: hash key, ttl, cells joined by ',', values joined by '\n' (JSON has no raw newline). Replaces
+# the hash with cell -> value: tens of thousands of fields in one small command instead of a client
+# packing each field.
+HSET_BLOB = r"""
+local key, ttl = ARGV[1], tonumber(ARGV[2])
+redis.call('DEL', key)
+local cells = {}
+for c in string.gmatch(ARGV[3], '[^,]+') do cells[#cells + 1] = c end
+local args, i = {}, 0
+for v in string.gmatch(ARGV[4], '[^\n]+') do
+  i = i + 1
+  args[#args + 1] = cells[i]
+  args[#args + 1] = v
+  if #args >= 2000 then redis.call('HSET', key, unpack(args)); args = {} end
+end
+if #args > 0 then redis.call('HSET', key, unpack(args)) end
+redis.call('EXPIRE', key, ttl)
+return i
+"""
+
+# ARGV: ttl, then key, value pairs. SET key value EX ttl for each pair: one command for thousands of
+# keys (a redis-py pipeline spends ~150 us of Python per SET packing and parsing).
+SET_MANY = r"""
+local ttl = ARGV[1]
+for i = 2, #ARGV, 2 do redis.call('SET', ARGV[i], ARGV[i + 1], 'EX', ttl) end
+return (#ARGV - 1) / 2
+"""
+
+# ARGV: "<app>:<city>:", partition, slot. Forgets the partition's users in a slot no window needs any
+# more (called once every slot up to slot+8 is closed and recorded, so a re-close never misses it).
+PURGE = r"""
+local cp, part = ARGV[1], ARGV[2]
+local ak = cp .. 'act:' .. ARGV[3] .. ':p' .. part
+local uids = redis.call('SMEMBERS', ak)
+local key = cp .. 'cells:' .. ARGV[3]
+for k = 1, #uids, 4000 do redis.call('HDEL', key, unpack(uids, k, math.min(k + 3999, #uids))) end
+redis.call('DEL', ak)
+return #uids
+"""
+
+# ARGV: "<app>:", partition, last closed slot, number of partitions, ttl. Records the partition's
+# progress; every slot that all partitions have now closed is assembled per city (sum of the
+# partitions' shares, each a JSON string [[cell...], [occ, in, out, occ, in, out, ...]]). Returns JSON [[city, slot], ...] of the slots this call assembled.
+ADVANCE = r"""
+local a, part, closed, n, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local prev = tonumber(redis.call('HGET', a .. 'closed', part))
+if prev == nil or closed > prev then redis.call('HSET', a .. 'closed', part, closed) end
+redis.call('EXPIRE', a .. 'closed', ttl)
+local low = nil
+for q = 0, n - 1 do
+  local v = tonumber(redis.call('HGET', a .. 'closed', q))
+  if v == nil then return '[]' end
+  if low == nil or v < low then low = v end
+end
+local done = redis.call('GET', a .. 'assembled')
+local from = '-inf'
+if done then
+  if tonumber(done) >= low then return '[]' end
+  from = '(' .. done
+end
+local made = {}
+for _, city in ipairs(redis.call('SMEMBERS', a .. 'cities')) do
+  local cp = a .. city .. ':'
+  for _, slot in ipairs(redis.call('ZRANGEBYSCORE', cp .. 'pslots', from, low)) do
+    local sum, order = {}, {}
+    for q = 0, n - 1 do
+      local raw = redis.call('GET', cp .. 'flowp:' .. slot .. ':p' .. q)
+      if raw then
+        local d = cjson.decode(raw)
+        local cells, k = d[1], d[2]
+        for j = 1, #cells do
+          local acc = sum[cells[j]]
+          if acc == nil then acc = {0, 0, 0}; sum[cells[j]] = acc; order[#order + 1] = cells[j] end
+          acc[1], acc[2], acc[3] = acc[1] + k[3 * j - 2], acc[2] + k[3 * j - 1], acc[3] + k[3 * j]
+        end
+      end
+    end
+    table.sort(order)
+    local fk = cp .. 'flow:' .. slot
+    redis.call('DEL', fk)
+    local args = {}
+    for _, cell in ipairs(order) do
+      local acc = sum[cell]
+      args[#args + 1] = cell
+      args[#args + 1] = acc[1] .. ',' .. acc[2] .. ',' .. acc[3]
+      if #args >= 1000 then redis.call('HSET', fk, unpack(args)); args = {} end
+    end
+    if #args > 0 then redis.call('HSET', fk, unpack(args)) end
+    redis.call('EXPIRE', fk, ttl)
+    local flat = {}
+    for j, cell in ipairs(order) do
+      local acc = sum[cell]
+      flat[3 * j - 2], flat[3 * j - 1], flat[3 * j] = acc[1], acc[2], acc[3]
+    end
+    if #order > 0 then
+      redis.call('SET', cp .. 'flowj:' .. slot, cjson.encode({order, flat}), 'EX', ttl)
+    else
+      redis.call('SET', cp .. 'flowj:' .. slot, '[[],[]]', 'EX', ttl)
+    end
+    local latest = tonumber(redis.call('HGET', a .. 'latest', city))
+    if latest == nil or tonumber(slot) > latest then redis.call('HSET', a .. 'latest', city, slot) end
+    made[#made + 1] = {city, tonumber(slot)}
+  end
+  redis.call('ZREMRANGEBYSCORE', cp .. 'pslots', '-inf', low)
+end
+redis.call('SET', a .. 'assembled', low, 'EX', ttl)
+redis.call('EXPIRE', a .. 'latest', ttl)
+if #made == 0 then return '[]' end
+return cjson.encode(made)
+"""
