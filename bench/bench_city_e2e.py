@@ -1,0 +1,139 @@
+"""A whole synthetic city replayed end to end: pings -> worker -> windows, forecasts and embeddings at every slot.
+
+    .venv/bin/python bench/bench_city_e2e.py [--users 100000] [--days 75] [--replay-days 75]
+        [--forecaster runs/flow/flow_lstm.pt] [--embedder runs/encoder/encoder.pt] [--partitions 4]
+
+Generates the city with `mobstream generate` (cached under data/bench/), starts its own broker and
+redis-server, one `mobstream worker` with both checkpoints, then times `mobstream replay --speed 0`
+of the first `--replay-days` days and the worker until the replay's last slot is assembled and its
+forecasts are in Redis. Prints the total wall time, the replay's own rate (the baseline: how fast the
+pings reach Kafka), the worker's share of wall time in each model (from its Prometheus histograms),
+and, when fewer days than the city holds were replayed, the linear extrapolation to all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bench_ingest import machine  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def mobstream(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mobstream.cli", *args]
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The worker's metrics as {name{labels}: value} (sums and counts of histograms included)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            try:
+                out[name] = float(value)
+            except ValueError:
+                pass
+    return out
+
+
+def city(users: int, days: int) -> Path:
+    out = ROOT / "data" / "bench" / f"city-{users}x{days}"
+    data = out / "cityA_challengedata.csv"
+    if not data.exists():
+        t0 = time.perf_counter()
+        subprocess.run(mobstream("generate", "--users", str(users), "--days", str(days), "--cities", "A",
+                                 "--out", str(out)), check=True)
+        print(f"generated {data} in {time.perf_counter() - t0:.0f} s")
+    return data
+
+
+def wait_done(r, app: str, last: int, worker, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = r.get(f"{app}:assembled")
+        if got is not None and int(got) >= last and r.exists(f"{app}:A:fc:{last}"):
+            return
+        if worker.proc.poll() is not None:
+            raise SystemExit(f"worker exited {worker.proc.returncode}:\n{worker.tail()}")
+        time.sleep(0.5)
+    raise SystemExit(f"slot {last} not done after {timeout:.0f} s (assembled={got})")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--users", type=int, default=100_000)
+    ap.add_argument("--days", type=int, default=75)
+    ap.add_argument("--replay-days", type=int, default=None, help="replay only the first N days (default: all)")
+    ap.add_argument("--forecaster", type=Path, default=ROOT / "runs" / "flow" / "flow_lstm.pt")
+    ap.add_argument("--embedder", type=Path, default=ROOT / "runs" / "encoder" / "encoder.pt")
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--timeout", type=float, default=3 * 3600)
+    a = ap.parse_args()
+    for p in (a.forecaster, a.embedder):
+        if not p.exists():
+            raise SystemExit(f"checkpoint {p} missing: train it first (mobstream train flow / train encoder)")
+    days = min(a.replay_days or a.days, a.days)
+    data = city(a.users, a.days)
+
+    import redis
+
+    from stream.services import EmbeddedServices, ServicesConfig, create_topic
+    from tests.integration.worker_proc import WorkerProc
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    svc = EmbeddedServices(ServicesConfig(tmp / "svc")).start()
+    bootstrap, redis_url = svc.endpoints.bootstrap, svc.endpoints.redis_url
+    topic, app = "e2e-pings", "e2e"
+    worker = None
+    try:
+        create_topic(bootstrap, topic, a.partitions)
+        worker = WorkerProc(bootstrap, redis_url, topic, app, a.partitions, tmp / "worker.log",
+                            extra=["--forecaster", str(a.forecaster), "--embedder", str(a.embedder)])
+        r = redis.Redis.from_url(redis_url)
+        print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
+        print(f"city {data}: {a.users:,d} users x {a.days} days; replaying days 0-{days - 1}")
+        t0 = time.perf_counter()
+        env = dict(os.environ, MOBSTREAM_BOOTSTRAP=bootstrap)
+        subprocess.run(mobstream("replay", str(data), "--pings-topic", topic, "--partitions", str(a.partitions),
+                                 "--speed", "0", "--first-day", "0", "--last-day", str(days - 1), "--no-progress"),
+                       check=True, env=env)
+        replayed = time.perf_counter() - t0
+        m0 = scrape(worker.metrics_port)
+        wait_done(r, app, days * 48 - 1, worker, a.timeout)
+        total = time.perf_counter() - t0
+        m = scrape(worker.metrics_port)
+        pings = m.get('mobstream_pings_total{outcome="accepted"}', 0.0)
+        print(f"replay into Kafka: {replayed:,.0f} s ({pings / replayed:,.0f} pings/s)  [baseline: the pings' arrival]")
+        print(f"end to end: {total:,.0f} s for {pings:,.0f} pings and {days * 48:,d} slots "
+              f"({pings / total:,.0f} pings/s; {total / replayed:.2f}x the replay)")
+        for model in ("forecaster", "embedder"):
+            s = m.get(f'mobstream_inference_seconds_sum{{model="{model}"}}', 0.0)
+            n = m.get(f'mobstream_inference_seconds_count{{model="{model}"}}', 0.0)
+            print(f"  {model}: {n:,.0f} calls, {s:,.0f} s in all ({100 * s / total:.0f}% of the wall time), "
+                  f"{s / max(n, 1):.2f} s per call")
+        print(f"  forecasts {m.get('mobstream_forecasts_total', 0):,.0f}, embeddings "
+              f"{m.get('mobstream_embeddings_total', 0):,.0f}; at replay end the worker had "
+              f"{m0.get('mobstream_slots_assembled_total', 0):,.0f} slots assembled")
+        if days < a.days:
+            print(f"extrapolated to all {a.days} days: {total * a.days / days / 60:,.0f} min (linear in slots)")
+        r.close()
+    finally:
+        if worker is not None:
+            worker.stop()
+        svc.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
