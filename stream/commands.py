@@ -27,6 +27,8 @@ def worker(
     partitions: int = opt(4, "partitions", PARTITIONS_HELP),
     lateness: float = opt(0.0, "lateness", "Allowed lateness in seconds: watermark = max event time - lateness."),
     ttl: int = opt(172_800, "ttl", "Seconds every window key lives after its last write."),
+    retain_slots: int = opt(96, "retain_slots", "Slots of per-slot outputs (flows, forecasts, errors) kept in Redis; "
+                            ">= 48, the dashboard's default history."),
     batch_size: int = opt(2000, "batch_size", "Kafka messages per agent batch."),
     batch_wait: float = opt(0.05, "batch_wait", "Seconds to wait for a batch to fill."),
     web_port: int = opt(6066, "web_port", "Faust web port (0 = off); each worker on a host needs its own."),
@@ -52,7 +54,7 @@ def worker(
     ends = resolve_endpoints(bootstrap, redis_url)
     s = WorkerSettings(
         bootstrap=ends.bootstrap, redis_url=ends.redis_url, app=app, topics=Topics(pings_topic, dlq_topic, forecasts_topic, embeddings_topic),
-        partitions=partitions, lateness=lateness, ttl=ttl, batch_size=batch_size, batch_wait=batch_wait,
+        partitions=partitions, lateness=lateness, ttl=ttl, retain_slots=retain_slots, batch_size=batch_size, batch_wait=batch_wait,
         web_port=web_port, metrics_port=metrics_port, session_timeout=session_timeout, origin=origin,
         limits=grid_limits(grid_origin_lat, grid_origin_lon, max_message_bytes, max_future),
         forecaster=forecaster, embedder=embedder, data_dir=paths.state_dir() / "worker" / app,

@@ -1,7 +1,8 @@
 """THE Redis key layout of the stream: every key the worker writes and the dashboard reads is named here.
 
 All keys start with "<app>:" (setting `app`, default "mobstream"); city-scoped keys with
-"<app>:<city>:". Window state expires (setting `ttl`), so memory stays bounded.
+"<app>:<city>:". Window state expires (setting `ttl`) and is purged once no window needs it; per-slot
+outputs are kept for the last `retain_slots` slots (stream.publication), so memory stays bounded.
 
   <app>:<city>:cells:<slot>       hash  uid -> "ts_ms|cell"  each user's latest ping in the slot (latest
                                         event time wins); a user's 8-slot window is HGET uid on the
@@ -9,7 +10,7 @@ All keys start with "<app>:" (setting `app`, default "mobstream"); city-scoped k
   <app>:<city>:act:<slot>:p<part> set   uids partition <part> saw in <slot>: whom it closes, and purges
                                         from cells:<slot> once no window needs the slot (8 slots on)
   <app>:<city>:flowp:<slot>:p<part> string JSON [[cell...], [occ, in, out, ...]]: partition <part>'s
-                                        share of a closed slot
+                                        share of a closed slot (deleted once assembled)
   <app>:<city>:pslots             zset  slots having partial flows (score = slot), to assemble
   <app>:<city>:flow:<slot>        hash  cell -> "occ,in,out"  the city's flows of a closed slot: sum of
                                         the partitions' shares; 8 consecutive ones are a cell's window
@@ -21,6 +22,10 @@ All keys start with "<app>:" (setting `app`, default "mobstream"); city-scoped k
   <app>:<city>:emb:<uid>          string JSON embedding of the user's latest window: vector as base64 of
                                         little-endian float32 (`embedding_b64`, `dim`, `dtype`)
   <app>:<city>:err                hash  slot -> JSON live forecast error (model and persistence)
+  <app>:<city>:unpub              zset  assembled slots whose outputs are not yet published and flushed
+                                        (score = slot): ADVANCE adds, the publisher removes
+  <app>:<city>:outs               zset  published slots whose per-slot outputs (flow, flowj, fc, fcn, err
+                                        field) are kept; those retain_slots behind the newest are deleted
   <app>:cities                    set   cities seen
   <app>:wm                        hash  partition -> max event time seen (epoch s)
   <app>:closed                    hash  partition -> last slot the partition closed
@@ -70,6 +75,12 @@ class Keys:
 
     def errors(self, city: str) -> str:
         return f"{self.app}:{city}:err"
+
+    def unpublished(self, city: str) -> str:
+        return f"{self.app}:{city}:unpub"
+
+    def kept(self, city: str) -> str:
+        return f"{self.app}:{city}:outs"
 
     @property
     def cities(self) -> str:

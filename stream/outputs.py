@@ -18,9 +18,14 @@ import orjson
 from models.grid import cell_xy
 from models.slots import WINDOW_SLOTS
 from stream import metrics as m
+from stream.exceptions import StreamError
 from stream.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
+
+
+class CheckpointSettingError(StreamError):
+    """A --forecaster/--embedder checkpoint exists but does not load (truncated, wrong kind, ...)."""
 
 
 class Watched:
@@ -29,6 +34,22 @@ class Watched:
     def __init__(self, name: str, path, loader: Callable, poll: float, clock: Callable[[], float] = time.monotonic):
         self.name, self.path, self.loader, self.poll, self.clock = name, path, loader, poll, clock
         self.model, self.mtime, self.checked = None, None, -float("inf")
+
+    def check(self) -> None:
+        """At start: load the checkpoint now if the file is there, raising a clean error naming the file and
+        the setting if it does not load (a missing file stays watched: the output starts when it appears)."""
+        if self.path is None or not os.path.exists(self.path):
+            return
+        try:
+            mtime = os.stat(self.path).st_mtime_ns
+            self.model = self.loader(self.path)
+        except Exception as exc:  # any loader failure: torch, pickle and format errors alike
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointSettingError(f"setting {self.name} (MOBSTREAM_{self.name.upper()}): cannot load "
+                                         f"{self.path}: {first}") from exc
+        self.mtime, self.checked = mtime, self.clock()
+        log.info("%s: loaded %s version %s", self.name, self.path, self.model.version)
+        m.MODEL_LOADED.labels(self.name).set(1)
 
     def get(self):
         if self.path is None:
@@ -98,6 +119,18 @@ def make_producer(bootstrap: str, security=None):
     return Producer(config)
 
 
+async def flush(producer, what: str, wait: float = 5.0) -> None:
+    """Wait until every queued record is delivered: the hooks return (and the input offsets behind them can
+    be committed, the slot recorded as published) only then. While the broker is unreachable it keeps
+    waiting and says so, so the consumer stops instead of committing records that may never arrive."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    # In a thread: librdkafka's flush blocks, and the event loop must keep the consumer's heartbeats going.
+    while (left := await loop.run_in_executor(None, producer.flush, wait)) > 0:
+        log.warning("%s: %d output records not yet delivered after %.0f s; waiting", what, left, wait)
+
+
 def produce_all(producer, topic: str, records) -> None:
     """Queue (key, value) records; when the local queue is full, serve it and go on (never drop)."""
     produce = producer.produce
@@ -130,6 +163,11 @@ class Outputs:
         self.embedder = Watched("embedder", s.embedder, load_embedder, s.model_poll)
         m.MODEL_LOADED.labels("forecaster").set(0)  # 0 from the start, before any ping arrives
         m.MODEL_LOADED.labels("embedder").set(0)
+
+    def check(self) -> None:
+        """Load both checkpoints now; raises CheckpointSettingError for one that is there but broken."""
+        self.forecaster.check()
+        self.embedder.check()
 
     def describe(self) -> str:
         parts = []
@@ -165,6 +203,7 @@ class Outputs:
     async def on_assembled(self, made) -> None:
         for city, slot in made:
             await self._slot(city, slot)
+        await flush(self.producer, f"forecasts of {made[-1][0]} slot {made[-1][1]}")
 
     async def _slot(self, city: str, slot: int) -> None:
         model = self.forecaster.get()
@@ -240,4 +279,15 @@ class Outputs:
             for uid, doc in docs[i:i + 5000]:
                 args += (self.keys.embedding(city, uid), doc)
             await self._set_many(args=args)
+        await flush(self.producer, f"embeddings of {city} slot {slot} (partition {part})")
         m.EMBEDDINGS.inc(len(uids))
+
+    async def close(self) -> None:
+        """On shutdown: deliver whatever is still queued."""
+        if self.producer is not None:
+            import asyncio
+
+            # Bounded: a stop must not hang on an unreachable broker; anything left was never committed either.
+            left = await asyncio.get_running_loop().run_in_executor(None, self.producer.flush, 5.0)
+            if left:
+                log.error("shutdown: %d output records not delivered (their input offsets were not committed)", left)

@@ -26,7 +26,8 @@ from stream.windows.watermark import PartitionClock, classify, slots_to_close
 log = logging.getLogger(__name__)
 
 # (partition, city, slot, uids, cells (N, 8)) for every closed slot with users, and
-# [(city, slot), ...] for every slot assembled: the hooks phase-2 outputs hang on.
+# [(city, slot), ...] for every slot assembled: the hooks phase-2 outputs hang on. A hook returns only
+# once its records are delivered (flushed): what follows it records that they need not be made again.
 OnClosed = Callable[[int, str, int, list, np.ndarray], Awaitable[None]]
 OnAssembled = Callable[[list], Awaitable[None]]
 
@@ -47,7 +48,7 @@ class Processor:
 
     def __init__(self, store: WindowStore, limits: Limits, *, lateness: float, n_partitions: int, origin: int,
                  on_closed: OnClosed | None = None, on_assembled: OnAssembled | None = None,
-                 full_windows: Callable[[], bool] = lambda: True,
+                 full_windows: Callable[[], bool] = lambda: True, ledger=None,
                  clock: Callable[[], float] = time.perf_counter) -> None:
         self.store = store
         self.limits = limits
@@ -57,7 +58,10 @@ class Processor:
         self.on_closed = on_closed
         self.on_assembled = on_assembled
         self.full_windows = full_windows  # whole 8-slot windows needed (an embedder is on)?
+        self.ledger = ledger  # stream.publication.Ledger: assembled slots not yet published survive a crash
         self.clock = clock
+        self._recovered = ledger is None
+        self._publishing = asyncio.Lock()  # partitions of one worker run concurrently: publish each slot once
 
     async def process(self, part: int, messages: list[tuple[bytes | None, bytes]]) -> Outcome:
         """Process a batch; while Redis is unreachable, retry it with backoff (every step is idempotent), so
@@ -79,6 +83,9 @@ class Processor:
     async def _process(self, part: int, messages: list[tuple[bytes | None, bytes]]) -> Outcome:
         t0 = self.clock()
         out = Outcome()
+        if not self._recovered:  # slots a dead worker assembled but did not publish
+            await self.publish()
+            self._recovered = True
         got = decode(messages, self.limits)
         out.dead.extend(got.dead)
         before, cities = await self.store.state(part)
@@ -119,8 +126,23 @@ class Processor:
         purge = [(c, s - WINDOW_SLOTS) for c, s in city_slots]
         out.closed = list(to_close)
         out.assembled = await self.store.finish_close(part, partials, to_close[-1], self.n_partitions, purge)
-        if out.assembled and self.on_assembled is not None:
-            await self.on_assembled(out.assembled)
+        if out.assembled:
+            await self.publish(out.assembled)
+
+    async def publish(self, made: list | None = None) -> list[tuple[str, int]]:
+        """Publish the slots assembled and not yet published (with a ledger: those this call `made` and any a
+        crash left behind), then record them; returns what was published."""
+        if self.ledger is None:
+            if made and self.on_assembled is not None:
+                await self.on_assembled(made)
+            return made or []
+        async with self._publishing:
+            todo = await self.ledger.pending()
+            if todo:
+                if self.on_assembled is not None:
+                    await self.on_assembled(todo)
+                await self.ledger.done(todo)
+        return todo
 
     @staticmethod
     def _count(part: int, out: Outcome, n_messages: int, new_max: float | None) -> None:

@@ -16,6 +16,8 @@ PINGS_TOPIC = "pings"
 DLQ_TOPIC = "pings-dlq"
 FORECASTS_TOPIC = "flow-forecasts"
 EMBEDDINGS_TOPIC = "user-embeddings"
+# The dashboard's default history (dashboard/settings.py history_slots): fewer retained slots would blank its charts.
+DASHBOARD_HISTORY_SLOTS = 48
 
 
 class SettingsError(StreamError):
@@ -41,6 +43,7 @@ class WorkerSettings:
     partitions: int = 4
     lateness: float = 0.0
     ttl: int = 172_800
+    retain_slots: int = 96
     batch_size: int = 2000
     batch_wait: float = 0.05
     web_port: int = 6066
@@ -60,6 +63,8 @@ class WorkerSettings:
             (self.partitions >= 1, "partitions", "must be >= 1"),
             (self.lateness >= 0, "lateness", "must be >= 0 seconds"),
             (self.ttl >= 3600, "ttl", "must be >= 3600 seconds (window keys would expire mid-window)"),
+            (self.retain_slots >= DASHBOARD_HISTORY_SLOTS, "retain_slots",
+             f"must be >= {DASHBOARD_HISTORY_SLOTS} (the dashboard's default history_slots reads that many slots back)"),
             (self.batch_size >= 1, "batch_size", "must be >= 1"),
             (self.batch_wait > 0, "batch_wait", "must be > 0 seconds"),
             (self.session_timeout >= 1, "session_timeout", "must be >= 1 second"),

@@ -33,6 +33,7 @@ class Runner:
         import redis.asyncio as aioredis
 
         from stream.processor import Processor
+        from stream.publication import Ledger
         from stream.windows.redis_store import RedisWindowStore
 
         from stream.security import redis_kwargs
@@ -46,8 +47,9 @@ class Runner:
             self.outputs.attach(client, make_producer(self.s.bootstrap, self.s.kafka_security))
             hooks = {"on_closed": self.outputs.on_closed, "on_assembled": self.outputs.on_assembled,
                      "full_windows": lambda: self.outputs.embedder.get() is not None}
+        ledger = Ledger(client, self.s.keys, self.s.retain_slots, self.s.ttl)
         self.processor = Processor(store, self.s.limits, lateness=self.s.lateness, n_partitions=self.s.partitions,
-                                   origin=self.s.origin, **hooks)
+                                   origin=self.s.origin, ledger=ledger, **hooks)
 
     async def handle(self, events) -> None:
         if self.processor is None:
@@ -113,6 +115,11 @@ def build_app(s: WorkerSettings, outputs=None):
         async for events in stream.take_events(s.batch_size, within=s.batch_wait):
             await runner.handle(events)
 
+    @app.on_before_shutdown.connect
+    async def flush_outputs(app, **kwargs) -> None:
+        if outputs is not None:
+            await outputs.close()
+
     return app
 
 
@@ -125,6 +132,8 @@ def run(s: WorkerSettings, loglevel: str = "info") -> None:
     from stream.security import aiokafka_kwargs, check_redis
     from stream.services import create_topic
 
+    outputs = Outputs(s)
+    outputs.check()  # a checkpoint that is there but does not load stops the worker now, not at the first close
     check_redis(s.redis_url, s.redis_security)  # a refused password fails here, naming the setting
     kafka = aiokafka_kwargs(s.kafka_security)
     create_topic(s.bootstrap, s.topics.pings, s.partitions, client=kafka)
@@ -136,7 +145,6 @@ def run(s: WorkerSettings, loglevel: str = "info") -> None:
                 raise
     Path(s.data_dir).mkdir(parents=True, exist_ok=True)
     m.serve(s.metrics_port)
-    outputs = Outputs(s)
     app = build_app(s, outputs)
     log.info("worker %s: %s -> redis %s; %s", s.app, s.topics.pings, s.redis_url.split("@")[-1], outputs.describe())
     faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -46,7 +46,9 @@ return #uids
 
 # ARGV: "<app>:", partition, last closed slot, number of partitions, ttl. Records the partition's
 # progress; every slot that all partitions have now closed is assembled per city (sum of the
-# partitions' shares, each a JSON string [[cell...], [occ, in, out, occ, in, out, ...]]). Returns JSON [[city, slot], ...] of the slots this call assembled.
+# partitions' shares, each a JSON string [[cell...], [occ, in, out, occ, in, out, ...]]), its shares are
+# deleted and it joins the city's `unpub` set (the publisher removes it once its outputs are flushed, so
+# a crash in between is recovered, not skipped). Returns JSON [[city, slot], ...] of the slots this call assembled.
 ADVANCE = r"""
 local a, part, closed, n, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local prev = tonumber(redis.call('HGET', a .. 'closed', part))
@@ -70,8 +72,10 @@ for _, city in ipairs(redis.call('SMEMBERS', a .. 'cities')) do
   for _, slot in ipairs(redis.call('ZRANGEBYSCORE', cp .. 'pslots', from, low)) do
     local sum, order = {}, {}
     for q = 0, n - 1 do
-      local raw = redis.call('GET', cp .. 'flowp:' .. slot .. ':p' .. q)
+      local pk = cp .. 'flowp:' .. slot .. ':p' .. q
+      local raw = redis.call('GET', pk)
       if raw then
+        redis.call('DEL', pk)
         local d = cjson.decode(raw)
         local cells, k = d[1], d[2]
         for j = 1, #cells do
@@ -105,6 +109,8 @@ for _, city in ipairs(redis.call('SMEMBERS', a .. 'cities')) do
     end
     local latest = tonumber(redis.call('HGET', a .. 'latest', city))
     if latest == nil or tonumber(slot) > latest then redis.call('HSET', a .. 'latest', city, slot) end
+    redis.call('ZADD', cp .. 'unpub', slot, slot)
+    redis.call('EXPIRE', cp .. 'unpub', ttl)
     made[#made + 1] = {city, tonumber(slot)}
   end
   redis.call('ZREMRANGEBYSCORE', cp .. 'pslots', '-inf', low)
@@ -113,4 +119,26 @@ redis.call('SET', a .. 'assembled', low, 'EX', ttl)
 redis.call('EXPIRE', a .. 'latest', ttl)
 if #made == 0 then return '[]' end
 return cjson.encode(made)
+"""
+
+# ARGV: "<app>:<city>:", retain, ttl, slots. Records that the slots' outputs are published and flushed:
+# out of `unpub`, into `outs`; then deletes the per-slot outputs of every slot `retain` or more behind the
+# newest kept one (flow, flowj, fc, fcn and its err field), so memory is bounded by slots, not by the
+# wall-clock TTL. Returns how many slots it trimmed.
+PUBLISHED = r"""
+local cp, retain, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 4, #ARGV do
+  redis.call('ZREM', cp .. 'unpub', ARGV[i])
+  redis.call('ZADD', cp .. 'outs', ARGV[i], ARGV[i])
+end
+redis.call('EXPIRE', cp .. 'outs', ttl)
+local top = redis.call('ZREVRANGE', cp .. 'outs', 0, 0, 'WITHSCORES')
+if #top == 0 then return 0 end
+local old = redis.call('ZRANGEBYSCORE', cp .. 'outs', '-inf', tonumber(top[2]) - retain)
+for _, slot in ipairs(old) do
+  redis.call('DEL', cp .. 'flow:' .. slot, cp .. 'flowj:' .. slot, cp .. 'fc:' .. slot, cp .. 'fcn:' .. slot)
+  redis.call('HDEL', cp .. 'err', slot)
+end
+if #old > 0 then redis.call('ZREMRANGEBYSCORE', cp .. 'outs', '-inf', tonumber(top[2]) - retain) end
+return #old
 """
