@@ -120,9 +120,23 @@ def test_worker_on_an_empty_topic_idles_cleanly(broker, redis_url, make_topic, t
     assert "Traceback" not in log and w.proc.returncode in (0, -15), log[-3000:]
 
 
-def test_worker_with_bad_checkpoints_turns_outputs_off(files, broker, redis_url, make_topic, tmp_path):
-    """Unloadable checkpoints turn their output off (log naming the file + gauge 0); windows and flows go on."""
+@pytest.mark.parametrize("setting,kind", [("forecaster", "trunc"), ("embedder", "wrong")])
+def test_worker_with_a_bad_checkpoint_stops_at_start(files, setting, kind):
+    """A checkpoint that is there but does not load is an error at start naming the file and the setting
+    (exit 2, no traceback), before any service is contacted (the endpoints here are closed ports)."""
+    path = files["dir"] / kind / "flow_lstm.pt"
+    t0 = time.monotonic()
+    p = mobstream("worker", "--bootstrap", "127.0.0.1:1", "--redis-url", "redis://127.0.0.1:1/0", f"--{setting}", path,
+                  timeout=60)
+    clean_error(p, f"setting {setting} (MOBSTREAM_{setting.upper()}): cannot load {path}")
+    assert time.monotonic() - t0 < 30
+
+
+def test_worker_with_a_checkpoint_broken_while_running_keeps_going(files, broker, redis_url, make_topic, tmp_path):
+    """A checkpoint that breaks after start (a bad retrain) turns its output off (log naming the file + gauge 0);
+    windows and flows go on."""
     import asyncio
+    import shutil
 
     import orjson
 
@@ -134,9 +148,15 @@ def test_worker_with_bad_checkpoints_turns_outputs_off(files, broker, redis_url,
     topic, app = make_topic(partitions=1), f"t{uuid.uuid4().hex[:8]}"
     msgs = [orjson.dumps({"uid": u, "ts": O + s * S + 9, "x": 3 + s, "y": 4}) for s in range(3) for u in range(3)]
     asyncio.run(produce(broker.bootstrap, topic, [(m, 0) for m in msgs + [orjson.dumps({"watermark": O + 3 * S})]]))
+    fc, emb = tmp_path / "flow.pt", tmp_path / "enc.pt"  # absent at start: watched, off until they appear
     w = WorkerProc(broker.bootstrap, redis_url, topic, app, 1, tmp_path / "w.log",
-                   ["--forecaster", d / "trunc" / "flow_lstm.pt", "--embedder", d / "wrong" / "flow_lstm.pt"])
+                   ["--forecaster", fc, "--embedder", emb])
     try:
+        deadline = time.monotonic() + 60
+        while not metrics_text(w.metrics_port) and time.monotonic() < deadline:  # started (past the start check)
+            time.sleep(0.2)
+        shutil.copy(d / "trunc" / "flow_lstm.pt", fc)
+        shutil.copy(d / "wrong" / "flow_lstm.pt", emb)
         wait_assembled(redis_url, app, 2, w)
         time.sleep(1)
         text = metrics_text(w.metrics_port)
@@ -147,5 +167,4 @@ def test_worker_with_bad_checkpoints_turns_outputs_off(files, broker, redis_url,
     assert alive, log[-3000:]
     assert 'mobstream_model_loaded{model="forecaster"} 0.0' in text and 'mobstream_model_loaded{model="embedder"} 0.0' in text
     assert "Traceback" not in log, log[-3000:]
-    assert f"cannot load {d / 'trunc' / 'flow_lstm.pt'}" in log and f"cannot load {d / 'wrong' / 'flow_lstm.pt'}" in log, \
-        log[-3000:]
+    assert f"cannot load {fc}" in log and f"cannot load {emb}" in log, log[-3000:]
