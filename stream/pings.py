@@ -18,14 +18,16 @@ import datetime as dt
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import repeat
 
 import numpy as np
 import orjson
 
 from models.grid import MASKED as MASKED_CELL, GridSpec
 from stream import deadletter as dl
+from stream.columnar import Rows, fast_columns
 from stream.deadletter import DeadLetter
 
 MIN_TS = 946_684_800.0  # 2000-01-01: older event times are taken as broken clocks
@@ -68,7 +70,7 @@ class Decoded:
     city: list[str]
     ts: np.ndarray  # (N,) float64 epoch seconds
     cell: np.ndarray  # (N,) int64 dense cell id, WATERMARK for markers
-    raw: list
+    raw: Sequence
     keys: list
     dead: list[DeadLetter]
 
@@ -225,7 +227,7 @@ def decode(messages: list[tuple[bytes | None, bytes]], limits: Limits) -> Decode
     cities: list[str] = []
     tss: list[float] = []
     cells: list = []
-    raws: list = []
+    raws = Rows()
     keys: list = []
     dead: list[DeadLetter] = []
     latlon_rows: list[tuple[int, float, float]] = []
@@ -257,6 +259,16 @@ def decode(messages: list[tuple[bytes | None, bytes]], limits: Limits) -> Decode
                     except _Bad as bad:
                         dead.append(DeadLetter(bad.reason, bad.detail, _element_bytes(elem), key))
             elif type(obj) is dict and "cols" in obj:
+                fast = fast_columns(obj["cols"], obj.get("city"), limits, MAX_UID_CHARS, MAX_CITY_CHARS)
+                if fast is not None:
+                    uid, city, ts, cell = fast
+                    uids += uid
+                    cities += repeat(city, len(uid))
+                    tss += ts.tolist()
+                    cells += cell.tolist()
+                    raws.extend_columns(obj["cols"], obj.get("city"), len(uid))
+                    keys += repeat(key, len(uid))
+                    continue
                 for elem in _columns(obj, limits):
                     try:
                         add(elem, elem, key)
