@@ -1,4 +1,4 @@
-"""Benchmark: DuckDB flow tensor build for a 100,000-user x 75-day city (target <= 90 s), beside DuckDB just reading it.
+"""Benchmark: flow tensor build for a 100,000-user x 75-day city (target <= 90 s), beside DuckDB just reading it.
 
     .venv/bin/python bench/bench_flow_build.py [--users 100000] [--days 75] [--file PATH]
 
@@ -59,9 +59,9 @@ def phase(name: str, path: Path) -> dict:
     if name == "baseline":
         import duckdb
 
-        from training.flow_build import source_sql
-
-        rows = duckdb.connect().execute(f"SELECT count(*), sum(x) FROM {source_sql(path)}").fetchone()[0]
+        src = str(path).replace("'", "''")
+        reader = f"read_parquet('{src}')" if path.suffix == ".parquet" else f"read_csv('{src}', header = true)"
+        rows = duckdb.connect().execute(f"SELECT count(*), sum(x) FROM {reader}").fetchone()[0]
         extra = {"rows": rows}
     else:
         from training.flow_build import FlowBuildSettings, build
@@ -92,15 +92,15 @@ def main() -> None:
         t0 = time.perf_counter()
         write_city(path, a.users, a.days)
         print(f"wrote {path} ({path.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - t0:.0f} s")
-    res = {}
+    res, load_before = {}, os.getloadavg()[0]
     for name in ("baseline", "build"):
         out = subprocess.run([sys.executable, __file__, "--phase", name, "--file", str(path)], capture_output=True, text=True, check=True)
         res[name] = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"machine: {machine()}, load average {os.getloadavg()[0]:.1f} (other jobs share it)")
+    print(f"machine: {machine()}, load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (other jobs share it)")
     print(f"data: {path.name}, {path.stat().st_size / 1e9:.2f} GB, {res['baseline']['rows']} rows")
     print(f"baseline (DuckDB count+sum over the file): {res['baseline']['wall_s']} s, peak RSS {res['baseline']['peak_rss_mb']} MB")
     b = res["build"]
-    print(f"flow build (DuckDB flows + dense tensor + cache): {b['wall_s']} s, peak RSS {b['peak_rss_mb']} MB "
+    print(f"flow build (read + models.flows step + dense tensor + cache): {b['wall_s']} s, peak RSS {b['peak_rss_mb']} MB "
           f"({b['n_slots']} slots x {b['n_cells']} cells, {b['dtype']})")
     print(f"ratio build / baseline: {b['wall_s'] / res['baseline']['wall_s']:.2f}x; target <= 90 s: {'met' if b['wall_s'] <= 90 else 'NOT met'}")
 

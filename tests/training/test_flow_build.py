@@ -1,4 +1,4 @@
-"""The DuckDB flow builder gives exactly the numpy (and pandas) numbers; its cache and its errors."""
+"""The flow builder gives exactly the numpy (and pandas) numbers; its cache and its errors."""
 
 import os
 
@@ -13,7 +13,7 @@ from training.flow_build import FlowBuildSettings, load_or_build, query_flows, r
 
 
 @pytest.mark.parametrize("seed,suffix", [(0, ".csv"), (1, ".csv.gz"), (2, ".parquet"), (3, ".csv")])
-def test_duckdb_equals_numpy_and_pandas(tmp_path, seed, suffix):
+def test_builder_equals_numpy_and_pandas(tmp_path, seed, suffix):
     df = random_dataset(seed, users=60, days=3)
     path = tmp_path / f"city{suffix}"
     df.to_parquet(path) if suffix == ".parquet" else df.to_csv(path, index=False)
@@ -60,3 +60,15 @@ def test_bad_rows_are_named(tmp_path):
     pd.DataFrame({"x": [1], "y": [1], "category": [86], "POI_count": [1]}).to_csv(poi, index=False)
     with pytest.raises(DataFormatError, match="poi.csv.*category=86"):
         read_poi(poi)
+
+
+def test_unsorted_rows_and_chunk_edges_give_the_same_tensor(tmp_path):
+    from training.flow_build import dense_flows, observations
+
+    df = random_dataset(5, users=40, days=2)
+    path = tmp_path / "shuffled.csv"
+    df.sample(frac=1.0, random_state=0).to_csv(path, index=False)  # rows out of (uid, slot) order
+    pd.testing.assert_frame_equal(as_frame(query_flows(path)), pandas_flows(df), check_dtype=False)
+    obs = observations(path)
+    whole, small = dense_flows(*obs), dense_flows(*obs, chunk=7)  # chunk edges split users
+    assert np.array_equal(whole[0], small[0]) and np.array_equal(whole[1], small[1]) and whole[2] == small[2]
