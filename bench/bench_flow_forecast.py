@@ -4,9 +4,10 @@
 
 Two inputs: "city" gives every grid cell its real 8-slot window from the cached flow tensor at a
 busy test slot (cells never visited get empty windows, as online); "distinct" gives every cell a
-different random window (worst case: no two windows share an LSTM pass). Baseline: the linear
-model through the same wrapper and inputs. Prints median and best of --repeat runs, the ratio,
-and the machine.
+different random window (worst case: no two windows share an LSTM pass). Baselines, same run and
+inputs: the plain path (`model_input` for every cell, then `model.predict`: what `predict` did
+before the distinct-window / per-cell split) and the linear model through the same wrapper.
+Prints median and best of --repeat runs, the ratios, torch threads and the machine.
 """
 
 from __future__ import annotations
@@ -27,13 +28,24 @@ from bench.bench_flow_build import machine  # noqa: E402
 GRID = 200 * 200
 
 
-def timings(f, channels: np.ndarray, end_slot: int, repeat: int) -> list[float]:
+def plain_predict(f, channels: np.ndarray, end_slot: int, cells: np.ndarray) -> np.ndarray:
+    """The baseline: features for every cell, then the model's own forward."""
+    import torch
+
+    from models.features import model_input, poi_features
+
+    seq, static = model_input(channels, end_slot, poi_features(f.poi_grid[cells], f.stats), f.stats)
+    with torch.inference_mode():
+        return (f.model.predict(torch.from_numpy(seq), torch.from_numpy(static)) * f._scale).clamp_min(0).numpy()
+
+
+def timings(call, channels: np.ndarray, end_slot: int, repeat: int) -> list[float]:
     cells = np.arange(GRID)
-    f.predict(channels, end_slot, cells)  # warm-up (allocations, thread pool)
+    call(channels, end_slot, cells)  # warm-up (allocations, thread pool)
     out = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        f.predict(channels, end_slot, cells)
+        call(channels, end_slot, cells)
         out.append((time.perf_counter() - t0) * 1000)
     return out
 
@@ -47,6 +59,7 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path, default=ROOT / "runs" / "flow" / "flow_lstm.pt")
     ap.add_argument("--cache", type=Path, default=ROOT / "runs" / "flow_cache" / "cityA_challengedata-A")
     ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: what FlowForecaster picks)")
     a = ap.parse_args()
     counts, active = np.load(a.cache / "counts.npy"), np.load(a.cache / "cells.npy")
     t = int(np.argmax(counts[:, :, 0].sum(axis=1)[8:])) + 8  # the busiest slot: most non-empty windows
@@ -54,17 +67,22 @@ def main() -> None:
     city[active] = counts[t - 8 : t].transpose(1, 0, 2)
     distinct = np.random.default_rng(0).poisson(2.0, (GRID, 8, 3)).astype(np.float32)
     n_city = len(np.unique(city.reshape(GRID, -1), axis=0))
-    print(f"machine: {machine()}, torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f} (other jobs share it)")
+    fs = {kind: FlowForecaster.load(a.checkpoint.with_name(f"{kind}.pt")) for kind in ("flow_lstm", "flow_linear")}
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    load = os.getloadavg()[0]
     med = {}
-    for kind in ("flow_lstm", "flow_linear"):
-        f = FlowForecaster.load(a.checkpoint.with_name(f"{kind}.pt"))
-        for name, ch in (("city", city), ("distinct", distinct)):
-            ms = timings(f, ch, t - 1, a.repeat)
-            med[kind, name] = statistics.median(ms)
-            print(f"{kind:11s} {name:8s} windows, 40,000 cells: median {med[kind, name]:7.1f} ms, best {min(ms):7.1f} ms")
+    runs = [("flow_lstm", fs["flow_lstm"].predict), ("flow_lstm plain", lambda *x: plain_predict(fs["flow_lstm"], *x)), ("flow_linear", fs["flow_linear"].predict)]
+    for name, call in runs:
+        for inp, ch in (("city", city), ("distinct", distinct)):
+            ms = timings(call, ch, t - 1, a.repeat)
+            med[name, inp] = statistics.median(ms)
+            print(f"{name:15s} {inp:8s} windows, 40,000 cells: median {med[name, inp]:7.1f} ms, best {min(ms):7.1f} ms")
     print(f"city windows: {n_city} distinct of 40,000 (slot {t - 1}, the busiest)")
-    for name in ("city", "distinct"):
-        print(f"ratio FlowLSTM / linear ({name}): {med['flow_lstm', name] / med['flow_linear', name]:.1f}x")
+    for inp in ("city", "distinct"):
+        print(f"{inp}: FlowLSTM / plain path {med['flow_lstm', inp] / med['flow_lstm plain', inp]:.3f}x, "
+              f"FlowLSTM / linear {med['flow_lstm', inp] / med['flow_linear', inp]:.1f}x")
+    print(f"machine: {machine()}, torch threads {torch.get_num_threads()}, load average {load:.1f} before, {os.getloadavg()[0]:.1f} after")
 
 
 if __name__ == "__main__":

@@ -90,18 +90,12 @@ def fit_channel_stats(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     return f.mean(axis=0), np.maximum(f.std(axis=0), 1e-6), np.maximum(c.std(axis=0), 1.0)
 
 
-def model_input(channels: np.ndarray, end_slot, poi_feats: np.ndarray, stats: FeatureStats) -> tuple[np.ndarray, np.ndarray]:
-    """Windows of counts -> (seq (N, 8, 7), static (N, 85)) float32.
-
-    channels: (N, 8, 3) counts, oldest slot first; end_slot: the window's last slot (int or (N,));
-    poi_feats: (N, 85) from `poi_features`.
-    """
+def window_features(channels: np.ndarray, end_slot, stats: FeatureStats) -> np.ndarray:
+    """Windows of counts (N, 8, 3), oldest slot first, ending at end_slot (int or (N,)) -> seq (N, 8, 7) float32."""
     channels = np.asarray(channels, dtype=np.float32)
     if channels.ndim != 3 or channels.shape[1:] != (WINDOW_SLOTS, N_CHANNELS):
         raise FeatureError(f"channels has shape {channels.shape}, expected (N, {WINDOW_SLOTS}, {N_CHANNELS})")
     n = channels.shape[0]
-    if poi_feats.shape != (n, N_POI):
-        raise FeatureError(f"poi_feats has shape {poi_feats.shape}, expected ({n}, {N_POI})")
     end = np.broadcast_to(np.asarray(end_slot, dtype=np.int64), (n,))
     slots = end[:, None] + np.arange(-WINDOW_SLOTS + 1, 1)  # (N, 8) oldest first
     seq = np.empty((n, WINDOW_SLOTS, N_DYNAMIC), dtype=np.float32)
@@ -110,5 +104,16 @@ def model_input(channels: np.ndarray, end_slot, poi_feats: np.ndarray, stats: Fe
         seq[:, :, N_CHANNELS:] = time_encoding(slots[0])
     else:
         seq[:, :, N_CHANNELS:] = time_encoding(slots)
-    return seq, np.ascontiguousarray(poi_feats, dtype=np.float32)
+    return seq
 
+
+def model_input(channels: np.ndarray, end_slot, poi_feats: np.ndarray, stats: FeatureStats) -> tuple[np.ndarray, np.ndarray]:
+    """Windows of counts -> (seq (N, 8, 7), static (N, 85)) float32.
+
+    channels: (N, 8, 3) counts, oldest slot first; end_slot: the window's last slot (int or (N,));
+    poi_feats: (N, 85) from `poi_features`.
+    """
+    seq = window_features(channels, end_slot, stats)
+    if poi_feats.shape != (len(seq), N_POI):
+        raise FeatureError(f"poi_feats has shape {poi_feats.shape}, expected ({len(seq)}, {N_POI})")
+    return seq, np.ascontiguousarray(poi_feats, dtype=np.float32)

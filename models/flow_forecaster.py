@@ -13,7 +13,8 @@ import numpy as np
 
 from models import checkpoint
 from models.exceptions import CheckpointError
-from models.features import N_CHANNELS, N_POI, FeatureStats, model_input, poi_features
+from models.flow_lstm import distinct
+from models.features import N_CHANNELS, N_POI, FeatureStats, poi_features, window_features
 from models.slots import WINDOW_SLOTS
 
 BATCH = 65536
@@ -42,11 +43,15 @@ class FlowForecaster:
         self.version = version
         self.stats = stats
         self.extra = extra
+        self.poi_grid = poi_grid  # (G*G, 85) counts
         self.device = checkpoint.device()
         self.model = model.to(self.device).eval()
-        self._poi = poi_features(poi_grid, stats)  # (G*G, 85) normalised once, indexed per call
         if self.device.type == "cpu" and torch.get_num_threads() > (os.cpu_count() or 1):
             torch.set_num_threads(os.cpu_count() or 1)  # more threads than cores only thrash
+        with torch.inference_mode():  # each cell's POI part of the model, once for the whole grid
+            poi = torch.from_numpy(poi_features(poi_grid, stats)).to(self.device)
+            self._static = torch.cat([model.static_part(poi[i : i + BATCH]) for i in range(0, len(poi), BATCH)])  # (G*G, K)
+        self._scale = torch.tensor(stats.target_scale, dtype=torch.float32, device=self.device)
 
     @classmethod
     def load(cls, path, poi: np.ndarray | None = None) -> "FlowForecaster":
@@ -79,13 +84,19 @@ class FlowForecaster:
                 f"predict() takes channels (N, {WINDOW_SLOTS}, {N_CHANNELS}) and cell_ids (N,); "
                 f"got {channels.shape} and {cell_ids.shape}"
             )
-        if len(cell_ids) and (cell_ids.min() < 0 or cell_ids.max() >= len(self._poi)):
-            raise CheckpointError(f"cell ids must lie in 0..{len(self._poi) - 1} (models.grid.cell_id); got {cell_ids.min()}..{cell_ids.max()}")
+        if len(cell_ids) and (cell_ids.min() < 0 or cell_ids.max() >= len(self._static)):
+            raise CheckpointError(f"cell ids must lie in 0..{len(self._static) - 1} (models.grid.cell_id); got {cell_ids.min()}..{cell_ids.max()}")
+        # Identical windows (in a city, most: above all the empty ones) share one pass through the
+        # window part; each cell then adds its precomputed POI part. Same numbers as model.forward.
+        first, inverse = distinct(channels.reshape(len(channels), -1))
+        seq = window_features(channels[first], int(end_slot), self.stats)  # (U, 8, 7)
         out = np.empty((len(channels), N_CHANNELS), dtype=np.float32)
-        scale = torch.tensor(self.stats.target_scale, dtype=torch.float32, device=self.device)
         with torch.inference_mode():
+            seq_t = torch.from_numpy(seq).to(self.device)
+            win = torch.cat([self.model.window_head(seq_t[i : i + BATCH]) for i in range(0, len(seq), BATCH)]) if len(seq) else None
+            inverse_t = torch.from_numpy(inverse.astype(np.int64)).to(self.device)
+            cells_t = torch.from_numpy(cell_ids).to(self.device)
             for i in range(0, len(channels), BATCH):
-                seq, static = model_input(channels[i : i + BATCH], int(end_slot), self._poi[cell_ids[i : i + BATCH]], self.stats)
-                pred = self.model.predict(torch.from_numpy(seq).to(self.device), torch.from_numpy(static).to(self.device))
-                out[i : i + BATCH] = (pred * scale).clamp_min(0).cpu().numpy()
+                pre = win[inverse_t[i : i + BATCH]] + self._static[cells_t[i : i + BATCH]]  # (B, K)
+                out[i : i + BATCH] = (self.model.finish(pre) * self._scale).clamp_min(0).cpu().numpy()
         return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models.features import N_CHANNELS, N_DYNAMIC, N_POI
@@ -27,9 +28,22 @@ class FlowLinear(nn.Module):
         self.config = config
         self.linear = nn.Linear(config.n_slots * config.n_dynamic + config.n_static, config.n_out)
 
+    # Split by input like FlowLSTM: the POI columns once per cell, the window columns once per distinct window.
+    def static_part(self, static: torch.Tensor) -> torch.Tensor:
+        """(C, n_static) -> (C, n_out): the POI columns, bias included."""
+        c = self.config
+        return F.linear(static, self.linear.weight[:, c.n_slots * c.n_dynamic :], self.linear.bias)
+
+    def window_head(self, seq: torch.Tensor) -> torch.Tensor:
+        """(U, 8, n_dynamic) -> (U, n_out): the window columns."""
+        c = self.config
+        return seq.reshape(len(seq), -1) @ self.linear.weight[:, : c.n_slots * c.n_dynamic].T  # (U, 8 * n_dynamic) -> (U, n_out)
+
+    def finish(self, pre: torch.Tensor) -> torch.Tensor:
+        return pre
+
     def forward(self, seq: torch.Tensor, static: torch.Tensor, target: torch.Tensor | None = None):
-        x = torch.cat([seq.reshape(len(seq), -1), static], dim=-1)  # (B, 8 * n_dynamic + n_static)
-        pred = self.linear(x)  # (B, n_out) scaled counts
+        pred = self.window_head(seq) + self.static_part(static)  # (B, n_out) scaled counts
         loss = None if target is None else flow_loss(pred, target, self.config.loss)
         return pred, loss
 
