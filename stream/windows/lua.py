@@ -65,8 +65,9 @@ if ARGV[6] ~= '' then redis.call('HSETNX', root .. 'closed', part, ARGV[6]) end
 return n
 """
 
-# ARGV: "<app>:<city>:", partition, slot, full (1/0). Returns JSON [uids, cells]: the users the
-# partition saw in the slot and, 8 per user, their cells in slots slot-7 .. slot (-1 = not seen).
+# ARGV: "<app>:<city>:", partition, slot, full (1/0). Returns the users the partition saw in the slot
+# as a JSON list, a newline, then 8 per user, comma-separated, their cells in slots slot-7 .. slot
+# (-1 = not seen): numpy parses that line in one call (a JSON list of 8,000 ints cost ~1 ms of Python).
 # With full = 0 (no embedder needs whole windows) it reads backwards and stops for each user at the
 # most recent earlier observation, all the flows need: older slots then read -1. Reads only.
 # Cells stay the strings Redis holds and the reply is joined by table.concat: Lua numbers are doubles,
@@ -76,7 +77,7 @@ CLOSE = r"""
 local cp, part, slot, full = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1'
 local uids = redis.call('SMEMBERS', cp .. 'act:' .. ARGV[3] .. ':p' .. part)
 local nu = #uids
-if nu == 0 then return '[[],[]]' end
+if nu == 0 then return '[]\n' end
 local find, sub = string.find, string.sub
 local out = {}
 for i = 1, 8 * nu do out[i] = '-1' end
@@ -100,5 +101,5 @@ for col = 8, 1, -1 do
   end
   todo, nt = left, nl
 end
-return '[' .. cjson.encode(uids) .. ',[' .. table.concat(out, ',') .. ']]'
+return cjson.encode(uids) .. '\n' .. table.concat(out, ',')
 """

@@ -82,8 +82,9 @@ class RedisWindowStore(WindowStore):
                 self._eval(pipe, "CLOSE", self.keys.city(city), part, slot, int(full))
         out = []
         for raw in await self._run(fill):
-            uids, cells = orjson.loads(raw)
-            out.append((list(uids), np.asarray(cells, dtype=np.int64).reshape(-1, 8)))  # (N, 8)
+            uids, _, cells = raw.partition(b"\n")
+            cells = np.fromstring(cells, dtype=np.int64, sep=",") if cells else np.zeros(0, dtype=np.int64)
+            out.append((orjson.loads(uids), cells.reshape(-1, 8)))  # (N, 8)
         return out
 
     async def finish_close(self, part, partials, closed_through, n_partitions, purge):
