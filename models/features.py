@@ -90,6 +90,21 @@ def fit_channel_stats(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     return f.mean(axis=0), np.maximum(f.std(axis=0), 1e-6), np.maximum(c.std(axis=0), 1.0)
 
 
+TARGETS = ("level", "change")
+
+
+def target_offset(last: np.ndarray, target: str) -> np.ndarray:
+    """(N, 3) counts of the window's last slot -> what a model's output (times target_scale) is added to.
+
+    `level`: 0, the model predicts the counts; `change`: the last slot, the model predicts the change,
+    so "same as now" (persistence) is its zero output.
+    """
+    if target not in TARGETS:
+        raise FeatureError(f"target {target!r} must be one of {', '.join(TARGETS)}")
+    last = np.asarray(last, dtype=np.float32)
+    return last if target == "change" else np.zeros_like(last)
+
+
 def window_features(channels: np.ndarray, end_slot, stats: FeatureStats) -> np.ndarray:
     """Windows of counts (N, 8, 3), oldest slot first, ending at end_slot (int or (N,)) -> seq (N, 8, 7) float32."""
     channels = np.asarray(channels, dtype=np.float32)

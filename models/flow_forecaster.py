@@ -14,7 +14,7 @@ import numpy as np
 from models import checkpoint
 from models.exceptions import CheckpointError
 from models.flow_lstm import distinct
-from models.features import N_CHANNELS, N_POI, FeatureStats, poi_features, window_features
+from models.features import N_CHANNELS, N_POI, FeatureStats, poi_features, target_offset, window_features
 from models.slots import WINDOW_SLOTS
 
 BATCH = 65536
@@ -98,5 +98,6 @@ class FlowForecaster:
             cells_t = torch.from_numpy(cell_ids).to(self.device)
             for i in range(0, len(channels), BATCH):
                 pre = win[inverse_t[i : i + BATCH]] + self._static[cells_t[i : i + BATCH]]  # (B, K)
-                out[i : i + BATCH] = (self.model.finish(pre) * self._scale).clamp_min(0).cpu().numpy()
-        return out
+                out[i : i + BATCH] = (self.model.finish(pre) * self._scale).cpu().numpy()
+        out += target_offset(channels[:, -1], self.model.config.target)
+        return np.maximum(out, 0, out=out)

@@ -20,6 +20,7 @@ class FlowLinearConfig:
     n_slots: int = WINDOW_SLOTS
     n_out: int = N_CHANNELS
     loss: str = "l1"  # see models.flow_lstm.flow_loss
+    target: str = "level"  # see models.features.target_offset
 
 
 class FlowLinear(nn.Module):

@@ -28,6 +28,7 @@ class FlowLSTMConfig:
     head_dim: int = 64
     dropout: float = 0.0
     loss: str = "l1"  # see flow_loss
+    target: str = "level"  # or "change" from the window's last slot: models.features.target_offset
 
 
 LOSSES = {"l1": F.l1_loss, "huber": F.smooth_l1_loss, "mse": F.mse_loss}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.features import FeatureStats, fit_channel_stats, fit_poi_stats, model_input, poi_features
+from models.features import FeatureStats, fit_channel_stats, fit_poi_stats, model_input, poi_features, target_offset
 from models.slots import WINDOW_SLOTS
 from training.exceptions import TrainingError
 from mobstream.paths import runs_dir
@@ -44,6 +44,7 @@ class FlowTrainSettings:
     device: str = "auto"
     threads: int = 0
     loss: str = "l1"
+    target: str = "level"
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,8 @@ def windows(counts: np.ndarray, cell: np.ndarray, target: np.ndarray) -> tuple[n
 class Batches:
     """Builds model tensors for (cell, target) pairs with `models.features.model_input`, as online."""
 
-    def __init__(self, data: FlowData, stats: FeatureStats):
-        self.data, self.stats = data, stats
+    def __init__(self, data: FlowData, stats: FeatureStats, target: str = "level"):
+        self.data, self.stats, self.target = data, stats, target
         self.poi = poi_features(data.poi[data.cells], stats)  # (N, 85) per active cell
         self.scale = np.float32(stats.target_scale)
 
@@ -97,7 +98,7 @@ class Batches:
         win, y = windows(self.data.counts, cell, target)
         seq, static = model_input(win, self.data.slot0 + target - 1, self.poi[cell], self.stats)
         to = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(device)  # noqa: E731
-        return to(seq), to(static), to(y.astype(np.float32) / self.scale)
+        return to(seq), to(static), to((y - target_offset(win[:, -1], self.target)) / self.scale)
 
 
 def sample_pairs(rng: np.random.Generator, cells: np.ndarray, lo: int, hi: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -185,6 +186,7 @@ def train(s: FlowTrainSettings) -> dict:
 
     from models import checkpoint
     from models.flow_linear import FlowLinear, FlowLinearConfig
+    from models.features import TARGETS
     from models.flow_lstm import LOSSES, FlowLSTM, FlowLSTMConfig
 
     if s.threads:
@@ -196,12 +198,17 @@ def train(s: FlowTrainSettings) -> dict:
     if not len(cells):
         raise TrainingError(f"{s.build.data}: no cell is occupied in the training period")
     stats = fit_stats(data, split, cells)
-    batches = Batches(data, stats)
+    batches = Batches(data, stats, s.target)
     extra = checkpoint_extra(data, stats, split, s)
     metrics = {"data": data.meta, "split": asdict(split), "scored_cells": int(len(cells)), "device": str(device), "models": {}}
     if s.loss not in LOSSES:
         raise TrainingError(f"loss {s.loss!r} (setting --loss / MOBSTREAM_FLOW_LOSS) must be one of {', '.join(LOSSES)}")
-    for kind, build in (("flow_lstm", lambda: FlowLSTM(FlowLSTMConfig(loss=s.loss))), ("flow_linear", lambda: FlowLinear(FlowLinearConfig(loss=s.loss)))):
+    if s.target not in TARGETS:
+        raise TrainingError(f"target {s.target!r} (setting --target / MOBSTREAM_FLOW_TARGET) must be one of {', '.join(TARGETS)}")
+    for kind, build in (
+        ("flow_lstm", lambda: FlowLSTM(FlowLSTMConfig(loss=s.loss, target=s.target))),
+        ("flow_linear", lambda: FlowLinear(FlowLinearConfig(loss=s.loss, target=s.target))),
+    ):
         torch.manual_seed(s.seed)  # each model initialised under the seed
         model = build().to(device)
         result = fit(model, batches, cells, split, s, device, kind)
@@ -233,6 +240,7 @@ def command(
     device: str = opt("auto", "device", "torch device: auto (CUDA when present, else CPU), cpu, cuda."),
     threads: int = opt(0, "torch_threads", "torch CPU threads (0: torch's default)."),
     loss: str = opt("l1", "flow_loss", "Training loss: l1 (conditional median, minimises MAE), huber, mse (mean, minimises MSE)."),
+    target: str = opt("level", "flow_target", "What the models predict: level (the counts) or change (from the window's last slot)."),
 ) -> None:
     """Train FlowLSTM and the linear baseline; write checkpoints and train_metrics.json."""
     import typer
@@ -240,6 +248,7 @@ def command(
     s = FlowTrainSettings(
         build_settings(data, poi, city, cache_dir, rebuild), Path(out_dir), test_frac=test_frac, val_frac=val_frac, epochs=epochs,
         patience=patience, samples_per_epoch=samples, batch=batch, lr=lr, seed=seed, device=device, threads=threads, loss=loss,
+        target=target,
     )
     m = train(s)
     for kind, r in m["models"].items():

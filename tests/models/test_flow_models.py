@@ -80,10 +80,11 @@ def save_flow(path, kind, cls, cfg, poi_cells=(5,), poi_counts=None):
     return m
 
 
+@pytest.mark.parametrize("target", ["level", "change"])
 @pytest.mark.parametrize("kind,cls,cfg", FAMILIES)
-def test_forecaster_round_trip(tmp_path, kind, cls, cfg):
+def test_forecaster_round_trip(tmp_path, kind, cls, cfg, target):
     path = tmp_path / f"{kind}.pt"
-    m = save_flow(path, kind, cls, cfg).eval()
+    m = save_flow(path, kind, cls, lambda: cfg(target=target)).eval()
     f = FlowForecaster.load(path)
     assert f.kind == kind and f.version.startswith(kind + "-")
     rng = np.random.default_rng(0)
@@ -96,7 +97,7 @@ def test_forecaster_round_trip(tmp_path, kind, cls, cfg):
     grid[5] = 1
     seq, static = model_input(counts, 1000, poi_features(grid[cells], STATS), STATS)
     with torch.no_grad():
-        want = np.maximum(m(torch.from_numpy(seq), torch.from_numpy(static))[0].numpy(), 0)
+        want = np.maximum(m(torch.from_numpy(seq), torch.from_numpy(static))[0].numpy() + (counts[:, -1] if target == "change" else 0), 0)
     assert got.shape == (10, 3) and got.dtype == np.float32 and (got >= 0).all()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert build_model(kind, checkpoint.load(path, kind)["model_args"]).config == m.config
