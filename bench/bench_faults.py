@@ -1,10 +1,12 @@
 """Fault-injection runner: injects each fault N times against a real broker, redis-server and worker, and prints
 the reliability table (fault, times injected, what was lost, the command that reproduces it).
 
-    .venv/bin/python bench/bench_faults.py [--kills 5] [--sigterms 5] [--redis-restarts 3] [--fuzz 2000]
+    .venv/bin/python bench/bench_faults.py [--kills 5] [--sigterms 5] [--redis-restarts 3] [--redis-kills 2]
+                                           [--fuzz 2000] [--publish-crashes 5] [--output-kills 3]
 
 Each row runs the same code as its test in tests/integration/test_reliability_*.py; "lost" compares the
-final Redis flows with the offline truth (models.flows) and the DLQ with the expected reasons.
+final Redis flows with the offline truth (models.flows) and the DLQ with the expected reasons; for the
+output rows, the forecast and embedding records on the topics (read by confluent-kafka) with what was published.
 """
 
 from __future__ import annotations
@@ -22,7 +24,37 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import redis  # noqa: E402
+
 from stream.services import create_topic, start_broker, start_redis, stop  # noqa: E402
+
+
+def publish_crashes(url: str, n: int) -> list:
+    """The in-process crash test at slots 0, 1, 2, ...: every slot published once, in order, none skipped."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from tests.integration.test_reliability_crash import run_with_crash
+
+    async def one(at: int):
+        r = aioredis.Redis.from_url(url)
+        try:
+            await r.flushdb()
+            seen, crashed = await run_with_crash(r, "on_assembled", crash_at=at)
+        finally:
+            await r.aclose()
+        assert crashed == [at] and seen["on_assembled"] == list(range(5)), (at, seen)
+        return seen["on_assembled"]
+    return [asyncio.run(one(i % 5)) for i in range(n)]
+
+
+def output_kill(outs, broker, url: str, make_topic, d: Path, slot: int) -> list[int]:
+    r = redis.Redis.from_url(url)
+    try:
+        return outs.kill_9_when_published(broker, url, r, outs.prepare(broker, make_topic, d), d, slot=slot)["published"]
+    finally:
+        r.close()
 
 
 def main() -> int:
@@ -30,10 +62,14 @@ def main() -> int:
     ap.add_argument("--kills", type=int, default=5)
     ap.add_argument("--sigterms", type=int, default=5)
     ap.add_argument("--redis-restarts", type=int, default=3)
+    ap.add_argument("--redis-kills", type=int, default=2, help="redis-server SIGKILLs with appendfsync always")
     ap.add_argument("--fuzz", type=int, default=2000, help="fuzzed messages through a real worker")
+    ap.add_argument("--publish-crashes", type=int, default=5, help="crashes between assembly and forecast publication")
+    ap.add_argument("--output-kills", type=int, default=3, help="worker kill -9 the instant a slot is published")
     a = ap.parse_args()
     from tests.integration import test_reliability_crash as crash
     from tests.integration import test_reliability_fuzz as fuzz
+    from tests.integration import test_reliability_outputs as outs
     from tests.integration import test_reliability_redis as rds
     from tests.integration import test_reliability_shutdown as term
 
@@ -87,6 +123,22 @@ def main() -> int:
                 lambda: rds.redis_restarts(broker, make_topic, d, holder, restarts=a.redis_restarts, down_s=3.0))
         finally:
             stop(holder["svc"])
+        if a.redis_kills:
+            d = workdir("redis-kill")
+            holder = rds.aof_holder(d, fsync="always")
+            try:
+                row("redis-server kill -9 (AOF, appendfsync always) mid-stream", a.redis_kills,
+                    f"bench/bench_faults.py --redis-kills {a.redis_kills}  (test: test_reliability_redis.py -m slow -k killed)",
+                    lambda: rds.redis_restarts(broker, make_topic, d, holder, restarts=a.redis_kills, down_s=1.0, kill=True))
+            finally:
+                stop(holder["svc"])
+        row("crash between a slot's assembly and its forecast publication (at each slot 0-4 in turn)", a.publish_crashes,
+            f"bench/bench_faults.py --publish-crashes {a.publish_crashes}  (test: test_reliability_crash.py -k forecast)",
+            lambda: publish_crashes(url, a.publish_crashes))
+        row("kill -9 of the worker the instant a slot is recorded published (outputs read from the topics)", a.output_kills,
+            f"bench/bench_faults.py --output-kills {a.output_kills}  (test: test_reliability_outputs.py)",
+            lambda: [output_kill(outs, broker, url, make_topic, workdir(f"out{i}"), slot=2 + i % 5)
+                     for i in range(a.output_kills)])
     finally:
         stop(redis_svc)
         stop(broker)

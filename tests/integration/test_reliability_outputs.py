@@ -31,14 +31,19 @@ def messages() -> list:
     return out + [(orjson.dumps({"watermark": O + SLOTS * S}), 0)]
 
 
-@pytest.fixture
-def setup(broker, make_topic, tmp_path):
+def prepare(broker, make_topic, tmp_path) -> tuple[str, str, list[str]]:
+    """A topic holding SLOTS slots of pings, tiny checkpoints; (topic, app, worker flags)."""
     topic = make_topic(partitions=1)
     asyncio.run(produce(broker.bootstrap, topic, messages()))
     flow_checkpoint(tmp_path / "flow.pt")
     encoder_checkpoint(tmp_path / "enc.pt")
     extra = ["--forecaster", str(tmp_path / "flow.pt"), "--embedder", str(tmp_path / "enc.pt"), "--batch-size", "1"]
     return topic, f"t{uuid.uuid4().hex[:8]}", extra
+
+
+@pytest.fixture
+def setup(broker, make_topic, tmp_path):
+    return prepare(broker, make_topic, tmp_path)
 
 
 def start(broker, redis_url, topic, app, extra, log) -> WorkerProc:
@@ -86,20 +91,26 @@ def on_topics(bootstrap: str, topic: str, r, app: str, slots: list[int]) -> tupl
     return (fc, want_fc), (emb, want_emb)
 
 
-def test_kill_9_after_a_slot_is_published_loses_none_of_its_records(broker, redis_url, redis_client, setup, tmp_path):
+def kill_9_when_published(broker, redis_url, r, setup, tmp_path, slot: int = 3) -> dict:
+    """kill -9 the worker the instant `slot` is recorded as published; every published slot's forecasts and
+    embeddings must already be on the topics."""
     topic, app, extra = setup
     k = Keys(app)
-    w = start(broker, redis_url, topic, app, extra, tmp_path / "w.log")
+    w = start(broker, redis_url, topic, app, extra, tmp_path / f"w-{app}.log")
     try:
-        # The instant slot 3 is recorded as published, kill -9: no chance to deliver anything queued after.
-        wait_for(lambda: redis_client.zscore(k.kept("A"), 3) is not None, w)
+        wait_for(lambda: r.zscore(k.kept("A"), slot) is not None, w)  # no chance to deliver anything after
     finally:
         w.stop(signal.SIGKILL)
-    published = sorted(int(s) for s in redis_client.zrange(k.kept("A"), 0, -1))
-    assert 3 in published
-    (fc, want_fc), (emb, want_emb) = on_topics(broker.bootstrap, topic, redis_client, app, published)
+    published = sorted(int(s) for s in r.zrange(k.kept("A"), 0, -1))
+    assert slot in published
+    (fc, want_fc), (emb, want_emb) = on_topics(broker.bootstrap, topic, r, app, published)
     assert all(want_fc[s] for s in published)
     assert fc == want_fc and emb == want_emb
+    return {"published": published, "forecasts": sum(map(len, fc.values())), "embeddings": sum(map(len, emb.values()))}
+
+
+def test_kill_9_after_a_slot_is_published_loses_none_of_its_records(broker, redis_url, redis_client, setup, tmp_path):
+    kill_9_when_published(broker, redis_url, redis_client, setup, tmp_path)
 
 
 def test_sigterm_right_after_a_slot_closes_loses_nothing(broker, redis_url, redis_client, setup, tmp_path):

@@ -1,9 +1,11 @@
-"""Redis faults under a live worker: a restart mid-stream (AOF on) leaves exact flows; a long outage is bounded
-and visible (logs, metrics)."""
+"""Redis faults under a live worker: a restart mid-stream (AOF on) and a kill -9 with `appendfsync always` leave
+exact flows; a long outage is bounded and visible (logs, metrics)."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 import urllib.request
 import uuid
@@ -23,15 +25,29 @@ from tests.stream.tiny_city import write_city
 pytestmark = pytest.mark.integration
 
 
-def aof_holder(d: Path) -> dict:
-    """A redis-server of its own with AOF persistence; `restart(down_s)` stops it and starts it on the same port."""
-    holder = {"svc": start_redis(d / "r", aof=True, data_dir=d / "r-data")}
+def aof_holder(d: Path, fsync: str = "everysec") -> dict:
+    """A redis-server of its own with AOF persistence (`appendfsync` = fsync); `restart(down_s, kill=False)` stops
+    it (SIGTERM, or SIGKILL: no chance to write anything more) and starts it on the same port and data."""
 
-    def restart(down_s: float) -> None:
-        port = holder["svc"].port
-        stop(holder["svc"])
+    def start(port: int = 0):
+        svc = start_redis(d / "r", port=port, aof=True, data_dir=d / "r-data")
+        if fsync != "everysec":
+            r = redis.Redis.from_url(svc.url)
+            r.config_set("appendfsync", fsync)
+            r.close()
+        return svc
+
+    holder = {"svc": start()}
+
+    def restart(down_s: float, kill: bool = False) -> None:
+        svc = holder["svc"]
+        if kill:
+            os.kill(svc.pid, signal.SIGKILL)
+            if svc.popen is not None:
+                svc.popen.wait(10)
+        stop(svc)
         time.sleep(down_s)
-        holder["svc"] = start_redis(d / "r", port=port, aof=True, data_dir=d / "r-data")
+        holder["svc"] = start(svc.port)
 
     holder["restart"] = restart
     return holder
@@ -55,7 +71,7 @@ def assembled(url: str, app: str) -> int:
         return -2
 
 
-def redis_restarts(broker, make_topic, tmp_path, aof_redis, restarts: int, down_s: float) -> None:
+def redis_restarts(broker, make_topic, tmp_path, aof_redis, restarts: int, down_s: float, kill: bool = False) -> None:
     topic = make_topic(partitions=2)
     df = write_city(tmp_path / "c.csv", n_users=200, days=3, seed=21)
     replay(ReplaySettings(tmp_path / "c.csv", broker.bootstrap, topic, partitions=2, progress=False, batch_size=40))
@@ -70,7 +86,7 @@ def redis_restarts(broker, make_topic, tmp_path, aof_redis, restarts: int, down_
             while time.monotonic() < deadline and assembled(url, app) < target:
                 time.sleep(0.05)
             assert assembled(url, app) < last, "the replay ended before the fault"
-            aof_redis["restart"](down_s)
+            aof_redis["restart"](down_s, kill)
         wait_assembled(url, app, last, w, timeout=120)
         alive = w.proc.poll() is None
     finally:
@@ -86,6 +102,17 @@ def test_redis_restart_mid_stream_leaves_exact_flows(broker, make_topic, tmp_pat
 @pytest.mark.slow
 def test_redis_restarted_three_times(broker, make_topic, tmp_path, aof_redis):
     redis_restarts(broker, make_topic, tmp_path, aof_redis, restarts=3, down_s=3.0)
+
+
+@pytest.mark.slow
+def test_redis_killed_9_with_appendfsync_always_leaves_exact_flows(broker, make_topic, tmp_path):
+    """SIGKILL loses nothing Redis acknowledged when every write is fsynced before the reply; with the default
+    `everysec` the last second of acknowledged writes can be lost (not tested: the loss is a timing accident)."""
+    holder = aof_holder(tmp_path, fsync="always")
+    try:
+        redis_restarts(broker, make_topic, tmp_path, holder, restarts=2, down_s=1.0, kill=True)
+    finally:
+        stop(holder["svc"])
 
 
 def metric_text(port: int) -> str:

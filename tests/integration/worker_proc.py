@@ -25,14 +25,16 @@ def _die_with_parent() -> None:
 
 class WorkerProc:
     def __init__(self, bootstrap: str, redis_url: str, topic: str, app: str, partitions: int, log: Path,
-                 extra: list[str] | None = None) -> None:
+                 extra: list[str] | None = None, retain_slots: int = 100_000) -> None:
+        """retain_slots: by default every slot's outputs are kept, so that tests compare whole replays with the
+        offline truth (the worker's own default keeps 96); `extra` flags come last and win."""
         self.log = log
         self.metrics_port = free_port()
         argv = [sys.executable, "-m", "mobstream.cli", "worker", "--bootstrap", bootstrap, "--redis-url", redis_url,
                 "--pings-topic", topic, "--dlq-topic", f"{topic}-dlq", "--forecasts-topic", f"{topic}-fc",
                 "--embeddings-topic", f"{topic}-emb", "--app", app, "--partitions", str(partitions),
                 "--web-port", str(free_port()), "--metrics-port", str(self.metrics_port),
-                "--session-timeout", "6", "--batch-wait", "0.02", *(extra or [])]
+                "--session-timeout", "6", "--batch-wait", "0.02", "--retain-slots", str(retain_slots), *(extra or [])]
         env = dict(os.environ, MOBSTREAM_STATE_DIR=str(log.parent / "state"))
         self.out = open(log, "ab")
         self.proc = subprocess.Popen(argv, stdout=self.out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
