@@ -49,10 +49,10 @@ def publish_crashes(url: str, n: int) -> list:
     return [asyncio.run(one(i % 5)) for i in range(n)]
 
 
-def output_kill(outs, broker, url: str, make_topic, d: Path, slot: int) -> list[int]:
+def output_kill(outs, broker, url: str, make_topic, d: Path, slot: int) -> dict:
     r = redis.Redis.from_url(url)
     try:
-        return outs.kill_9_when_published(broker, url, r, outs.prepare(broker, make_topic, d), d, slot=slot)["published"]
+        return outs.kill_9_when_published(broker, url, r, outs.prepare(broker, make_topic, d), d, slot=slot)
     finally:
         r.close()
 

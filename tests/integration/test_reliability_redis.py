@@ -71,7 +71,7 @@ def assembled(url: str, app: str) -> int:
         return -2
 
 
-def redis_restarts(broker, make_topic, tmp_path, aof_redis, restarts: int, down_s: float, kill: bool = False) -> None:
+def redis_restarts(broker, make_topic, tmp_path, aof_redis, restarts: int, down_s: float, kill: bool = False) -> dict:
     topic = make_topic(partitions=2)
     df = write_city(tmp_path / "c.csv", n_users=200, days=3, seed=21)
     replay(ReplaySettings(tmp_path / "c.csv", broker.bootstrap, topic, partitions=2, progress=False, batch_size=40))
@@ -79,13 +79,15 @@ def redis_restarts(broker, make_topic, tmp_path, aof_redis, restarts: int, down_
     last = int(slot_from_dt(df.d.max(), 47))
     url = aof_redis["svc"].url
     w = WorkerProc(broker.bootstrap, url, topic, app, 2, tmp_path / "w.log", ["--batch-size", "10"])
+    at = []
     try:
         for i in range(restarts):
             deadline = time.monotonic() + 60
             target = (i + 1) * last // (restarts + 2)
             while time.monotonic() < deadline and assembled(url, app) < target:
                 time.sleep(0.05)
-            assert assembled(url, app) < last, "the replay ended before the fault"
+            at.append(assembled(url, app))
+            assert at[-1] < last, "the replay ended before the fault"
             aof_redis["restart"](down_s, kill)
         wait_assembled(url, app, last, w, timeout=120)
         alive = w.proc.poll() is None
@@ -93,6 +95,7 @@ def redis_restarts(broker, make_topic, tmp_path, aof_redis, restarts: int, down_
         w.stop()
     assert alive, w.tail()
     assert redis_flows(url, app, "A", range(last + 1)) == offline_flows(df)
+    return {"assembled_at_fault": at, "last": last}
 
 
 def test_redis_restart_mid_stream_leaves_exact_flows(broker, make_topic, tmp_path, aof_redis):
