@@ -65,41 +65,41 @@ if ARGV[6] ~= '' then redis.call('HSETNX', root .. 'closed', part, ARGV[6]) end
 return n
 """
 
-# ARGV: "<app>:<city>:", partition, slot, full (1/0). Returns the users the partition saw in the slot
-# as a JSON list, a newline, then 8 per user, comma-separated, their cells in slots slot-7 .. slot
-# (-1 = not seen): numpy parses that line in one call (a JSON list of 8,000 ints cost ~1 ms of Python).
-# With full = 0 (no embedder needs whole windows) it reads backwards and stops for each user at the
-# most recent earlier observation, all the flows need: older slots then read -1. Reads only.
-# Cells stay the strings Redis holds and the reply is joined by table.concat: Lua numbers are doubles,
+# ARGV: "<app>:<city>:", partition, slot, full (1/0). Reads the windows of the users the partition saw
+# in the slot, column by column from the slot backwards (slot, slot-1, ...): the users asked in a
+# column get one entry each, their cell or -1. With full = 0 (no embedder needs whole windows) a user
+# leaves once found in a column before the slot: the flows need only the most recent earlier
+# observation. Returns the users as a JSON list, then one line per column read, comma-separated
+# cells of that column's users in order (`close_windows` puts them back in place). Reads only.
+# Cells stay the strings Redis holds and lines are joined by table.concat: Lua numbers are doubles,
 # and formatting thousands of them (cjson.encode, tostring) goes through glibc's multi-precision
-# printf, which was most of this script's time.
+# printf, which was most of this script's time; numpy parses a line in one call.
 CLOSE = r"""
 local cp, part, slot, full = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1'
 local uids = redis.call('SMEMBERS', cp .. 'act:' .. ARGV[3] .. ':p' .. part)
-local nu = #uids
-if nu == 0 then return '[]\n' end
-local find, sub = string.find, string.sub
-local out = {}
-for i = 1, 8 * nu do out[i] = '-1' end
-local todo, nt = {}, nu
-for i = 1, nu do todo[i] = i end
+local find, sub, concat = string.find, string.sub, table.concat
+local lines = {}
+local ask, na = uids, #uids
 for col = 8, 1, -1 do
-  if nt == 0 then break end
+  if na == 0 then break end
   local key = cp .. 'cells:' .. (slot - 8 + col)
-  local left, nl = {}, 0
-  for k = 1, nt, 4000 do
-    local hi = math.min(k + 3999, nt)
-    local ask, na = {}, 0
-    for j = k, hi do na = na + 1; ask[na] = uids[todo[j]] end
-    local vals = redis.call('HMGET', key, unpack(ask, 1, na))
-    for j = 1, na do
-      local i = todo[k + j - 1]
+  local line, left, nl = {}, {}, 0
+  local narrow = not full and col < 8
+  for k = 1, na, 4000 do
+    local vals = redis.call('HMGET', key, unpack(ask, k, math.min(k + 3999, na)))
+    for j = 1, #vals do
       local v = vals[j]
-      if v then out[(i - 1) * 8 + col] = sub(v, find(v, '|', 1, true) + 1) end
-      if full or col == 8 or not v then nl = nl + 1; left[nl] = i end
+      if v then
+        line[k + j - 1] = sub(v, find(v, '|', 1, true) + 1)
+      else
+        line[k + j - 1] = '-1'
+        if narrow then nl = nl + 1; left[nl] = ask[k + j - 1] end
+      end
     end
   end
-  todo, nt = left, nl
+  lines[#lines + 1] = concat(line, ',', 1, na)
+  if narrow then ask, na = left, nl end
 end
-return cjson.encode(uids) .. '\n' .. table.concat(out, ',')
+if #uids == 0 then return '[]' end
+return cjson.encode(uids) .. '\n' .. concat(lines, '\n')
 """

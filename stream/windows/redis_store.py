@@ -30,6 +30,22 @@ def groups(city: list[str], uid: list[str], slot: np.ndarray, ts: np.ndarray, ce
     return list(out.values())
 
 
+def column_lines(raw: bytes, full: bool) -> tuple[list[str], np.ndarray]:
+    """CLOSE's reply -> (uids, cells (N, 8), -1 = unseen): line k holds column 7-k for the users still asked
+    there (all of them for the slot and the one before it; with full=False, then only those not seen yet)."""
+    head, *lines = raw.split(b"\n")
+    uids = orjson.loads(head)
+    cells = np.full((len(uids), 8), -1, dtype=np.int64)  # (N, 8)
+    rows = np.arange(len(uids))
+    for k, line in enumerate(lines):
+        col = 7 - k
+        got = np.fromstring(line, dtype=np.int64, sep=",")  # (len(rows),)
+        cells[rows, col] = got
+        if not full and col < 7:
+            rows = rows[got < 0]
+    return uids, cells
+
+
 class RedisWindowStore(WindowStore):
     """Window state in one Redis, laid out as `stream.keys` documents."""
 
@@ -80,12 +96,7 @@ class RedisWindowStore(WindowStore):
         def fill(pipe):
             for city, slot in city_slots:
                 self._eval(pipe, "CLOSE", self.keys.city(city), part, slot, int(full))
-        out = []
-        for raw in await self._run(fill):
-            uids, _, cells = raw.partition(b"\n")
-            cells = np.fromstring(cells, dtype=np.int64, sep=",") if cells else np.zeros(0, dtype=np.int64)
-            out.append((orjson.loads(uids), cells.reshape(-1, 8)))  # (N, 8)
-        return out
+        return [column_lines(raw, full) for raw in await self._run(fill)]
 
     async def finish_close(self, part, partials, closed_through, n_partitions, purge):
         def fill(pipe):

@@ -74,3 +74,15 @@ async def test_close_reads_back_the_cells(store):
     for u, row in zip(uids, cells.tolist()):
         assert row == [want[(s, u)][1] if (s, u) in want else -1 for s in range(8)]
     assert sorted(uids, key=int) == [str(u) for u in range(600) if (u + 7) % 3]
+
+
+async def test_close_without_full_windows_stops_at_the_most_recent_earlier_observation(store):
+    pings = [(u, s, 5, 100 * u + s) for u in range(600) for s in range(8) if (u * 7 + s * s) % 4]
+    await apply(store, pings)
+    [(uids, cells)] = await store.close_windows(0, [("A", 7)], full=False)
+    want = expected(pings)
+    for u, row in zip(uids, cells.tolist()):
+        seen = [s for s in range(7) if (s, u) in want]
+        prev = max(seen) if seen else None
+        assert row == [want[(s, u)][1] if s in (7, prev) else -1 for s in range(8)]
+    assert len(uids) == sum(1 for u in range(600) if (u * 7 + 49) % 4)
