@@ -28,6 +28,16 @@ from bench.bench_flow_build import machine  # noqa: E402
 GRID = 200 * 200
 
 
+def busiest_windows(cache: Path, limit: int = GRID) -> tuple[int, np.ndarray, np.ndarray]:
+    """A cached flow tensor's busiest slot t: (t, cell ids, (C, 8, 3) windows of slots t-8..t-1) for the
+    cells with any count in the window (what the stream holds), at most `limit` of them."""
+    counts, active = np.load(cache / "counts.npy", mmap_mode="r"), np.load(cache / "cells.npy")
+    t = int(np.argmax(counts[8:, :, 0].sum(axis=1))) + 8
+    win = np.asarray(counts[t - 8 : t]).transpose(1, 0, 2).astype(np.float32)  # (N, 8, 3) oldest first
+    keep = np.flatnonzero(win.reshape(len(win), -1).any(axis=1))[:limit]
+    return t, active[keep], win[keep]
+
+
 def plain_predict(f, channels: np.ndarray, end_slot: int, cells: np.ndarray) -> np.ndarray:
     """The baseline: features for every cell, then the model's own forward."""
     import torch
@@ -61,10 +71,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: what FlowForecaster picks)")
     a = ap.parse_args()
-    counts, active = np.load(a.cache / "counts.npy"), np.load(a.cache / "cells.npy")
-    t = int(np.argmax(counts[:, :, 0].sum(axis=1)[8:])) + 8  # the busiest slot: most non-empty windows
-    city = np.zeros((GRID, 8, 3), np.float32)
-    city[active] = counts[t - 8 : t].transpose(1, 0, 2)
+    t, busy, win = busiest_windows(a.cache)
+    city = np.zeros((GRID, 8, 3), np.float32)  # every grid cell; the rest have empty windows
+    city[busy] = win
     distinct = np.random.default_rng(0).poisson(2.0, (GRID, 8, 3)).astype(np.float32)
     n_city = len(np.unique(city.reshape(GRID, -1), axis=0))
     fs = {kind: FlowForecaster.load(a.checkpoint.with_name(f"{kind}.pt")) for kind in ("flow_lstm", "flow_linear")}

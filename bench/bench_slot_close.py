@@ -82,6 +82,11 @@ async def run(a, bootstrap: str, redis_url: str, tmp: Path) -> None:
     rng = np.random.default_rng(0)
     cells = np.sort(rng.choice(200 * 200, a.cells, replace=False))
     chan = rng.poisson(2.0, (a.cells, 8, 3)).astype(np.float32)  # (N, 8, 3)
+    if a.flow_cache is not None:  # a real tensor's windows (most repeat) instead of all-distinct ones
+        from bench.bench_flow_forecast import busiest_windows
+
+        _, cells, chan = busiest_windows(a.flow_cache, a.cells)
+        print(f"flows: {len(cells):,d} cells' windows before the busiest slot of {a.flow_cache}")
     for j, slot in enumerate(range(SLOT - 7, SLOT + 1)):
         vals = [f"{o},{i},{u}" for o, i, u in chan[:, j].astype(int).tolist()]
         await r.hset(s.keys.flow("A", slot), mapping=dict(zip(cells.tolist(), vals)))
@@ -137,6 +142,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--forecaster", type=Path, default=Path("runs/flow/flow_lstm.pt"))
     ap.add_argument("--embedder", type=Path, default=None)
+    ap.add_argument("--flow-cache", type=Path, default=None, help="flow cache folder (mobstream flow-build): its busiest "
+                    "slot's windows instead of Poisson(2) counts, which are all distinct (the worst case)")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-slot-close-"))
     svc, bootstrap, redis_url = services()

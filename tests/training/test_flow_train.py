@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.baselines import HistoricalAverage, persistence, seasonal_naive
+from models.baselines import HistoricalAverage, WindowMedian, persistence, seasonal_naive
 from models.flow_forecaster import FlowForecaster
 from tests.models.test_flows import random_dataset
 from training.exceptions import TrainingError
@@ -33,7 +33,7 @@ def test_train_then_evaluate_tiny_city(tmp_path):
     f = FlowForecaster.load(s.out_dir / "flow_lstm.pt")
     assert f.extra["data_fingerprint"] == m["data"]["fingerprint"] and f.extra["split"] == m["split"]
     r = evaluate(FlowEvalSettings(build, s.out_dir, plots=False))  # figures: test_figures (slow: matplotlib)
-    assert set(r["metrics"]) == {"flow_lstm", "flow_linear", "persistence", "seasonal_day", "seasonal_week", "historical_average"}
+    assert set(r["metrics"]) == {"flow_lstm", "flow_linear", "persistence", "seasonal_day", "seasonal_week", "historical_average", "window_median"}
     assert all(np.isfinite(v["occupancy"]["mae"]) for v in r["metrics"].values())
     for name in ("report.md", "report.json"):
         assert (s.out_dir / name).stat().st_size > 0
@@ -61,6 +61,17 @@ def test_baselines():
     np.testing.assert_allclose(ha.predict(np.array([100]), 0)[0], counts[100])
     with pytest.raises(ValueError):
         seasonal_naive(counts, np.array([10]), 48)
+
+
+
+def test_window_median_is_the_median_per_pattern():
+    counts = np.zeros((40, 2, 3), dtype=np.uint16)
+    counts[8::2, 0, 0] = 1  # cell 0 alternates 0/1: after ...,1 comes 0, after ...,0 comes 1
+    counts[30:, 1, 0] = 2  # cell 1: empty, then 2 from slot 30 on
+    wm = WindowMedian.fit(counts, np.arange(8, 40))
+    got = wm.predict(counts, np.array([20, 21, 39]))
+    assert got[:, 0, 0].tolist() == [1, 0, 0] and got[2, 1, 0] == 2  # after 8 slots of 2 came 2 both times
+    assert got.shape == (3, 2, 3)
 
 
 @pytest.mark.slow
