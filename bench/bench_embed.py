@@ -5,7 +5,7 @@ as a caller that forgot the wrapper would run it. Windows are real ones from the
 ending at observed slots) when the file exists, else random windows of the same density; a fully
 observed worst case is timed too. Prints each figure, the baseline, the ratio and the machine.
 
-    .venv/bin/python bench/bench_embed.py [--checkpoint runs/encoder/encoder.pt] [--data data/synth/cityA_challengedata.csv]
+    .venv/bin/python bench/bench_embed.py [--checkpoint runs/encoder/encoder.pt] [--data data/synth/cityA_challengedata.csv] [--threads 1,2]
 """
 
 from __future__ import annotations
@@ -65,10 +65,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=30_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=4096)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--threads", default="1,2", help="comma-separated torch thread counts to time")
     a = ap.parse_args()
-    if a.threads:
-        torch.set_num_threads(a.threads)
     rng = np.random.default_rng(0)
     if a.checkpoint.is_file():
         emb = TrajectoryEmbedder.load(a.checkpoint, batch_size=a.batch_size)
@@ -76,18 +74,20 @@ def main() -> None:
         torch.manual_seed(0)
         emb = TrajectoryEmbedder(TrajectoryEncoder(EncoderConfig()), "untrained (no checkpoint)", batch_size=a.batch_size)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}, "
-          f"torch {torch.__version__} threads {torch.get_num_threads()}, device {emb.device}")
+          f"torch {torch.__version__}, device {emb.device}, {time.strftime('%H:%M UTC', time.gmtime())}")
     print(f"model: {emb.version}, dim {emb.dim}, batch {a.batch_size}, best of {a.repeats}")
     cases = [demo_windows(a.data, a.n, rng) if a.data.is_file() else random_windows(a.n, 0.55, rng)]
     full = np.ones((a.n, 8), dtype=bool)
     cases.append((cases[0][0], cases[0][1], full, cases[0][3], f"{a.n} fully observed windows (worst case)"))
     for x, y, mask, end, label in cases:
-        emb.embed(x[:256], y[:256], mask[:256], end[:256])  # warm-up
-        fast = best_of(lambda: emb.embed(x, y, mask, end), a.repeats)
-        slow = best_of(lambda: without_inference_mode(emb, x, y, mask, end), a.repeats)
         print(f"{label} (mean {mask.sum(1).mean():.2f} observed slots):")
-        print(f"  TrajectoryEmbedder.embed: {fast:.2f} s ({a.n / fast:,.0f} windows/s; target <= 2 s)")
-        print(f"  baseline, autograd on:    {slow:.2f} s ({a.n / slow:,.0f} windows/s); ratio {slow / fast:.2f}x")
+        for threads in (int(t) for t in a.threads.split(",")):
+            torch.set_num_threads(threads)
+            emb.embed(x[:256], y[:256], mask[:256], end[:256])  # warm-up
+            fast = best_of(lambda: emb.embed(x, y, mask, end), a.repeats)
+            slow = best_of(lambda: without_inference_mode(emb, x, y, mask, end), a.repeats)
+            print(f"  {threads} thread(s), load {os.getloadavg()[0]:.1f}: TrajectoryEmbedder.embed {fast:.2f} s "
+                  f"({a.n / fast:,.0f} windows/s; target <= 2 s); baseline, autograd on: {slow:.2f} s; ratio {slow / fast:.2f}x")
 
 
 if __name__ == "__main__":

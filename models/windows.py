@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.grid import in_grid, is_masked
-from models.slots import SLOTS_PER_DAY, WINDOW_SLOTS
+from models.slots import SLOTS_PER_DAY, WINDOW_SLOTS, weekday
 
 PAD = 0  # the cell value of an unseen slot; never a real cell (cells are 1..200)
+BUCKETS = 2 * SLOTS_PER_DAY // WINDOW_SLOTS  # time buckets of user profiles: 4-hour part of the day x (weekday, weekend)
 
 
 @dataclass(frozen=True)
@@ -127,3 +128,9 @@ def model_input(x, y, mask, end_slot) -> np.ndarray:
     x = np.where(mask, np.asarray(x, dtype=np.int64), PAD)
     y = np.where(mask, np.asarray(y, dtype=np.int64), PAD)
     return np.stack([x, y, tod, dow, mask.astype(np.int64)], axis=-1)
+
+
+def time_bucket(end_slot: np.ndarray) -> np.ndarray:
+    """Bucket of a slot, or of the window ending at it (tiles never straddle one): its 4-hour part of the day (0..5), + 6 on weekends."""
+    end = np.asarray(end_slot, dtype=np.int64)
+    return (end % SLOTS_PER_DAY) // WINDOW_SLOTS + (BUCKETS // 2) * (weekday(end // SLOTS_PER_DAY) >= 5)

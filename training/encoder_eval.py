@@ -17,7 +17,8 @@ import typer
 
 from mobstream.paths import data_dir, runs_dir
 from mobstream.settings import opt
-from training.encoder_data import Observations, labels_path_for, load_labels, load_observations, poi_path_for, split_by_user
+from training.encoder_data import (Observations, labels_path_for, load_labels, load_observations, poi_path_for, sample_per_user,
+                                   split_by_user)
 from training.encoder_features import mobility_features
 from training.exceptions import TrainingError
 
@@ -34,7 +35,7 @@ class EncoderEvalSettings:
     train_uid_below: int | None = None  # default: the value the checkpoint was trained with
     folds: int = 5
     min_visitors: int = 3  # cells visited by fewer test users are left out of the region tasks
-    max_tiles: int | None = 48  # 8-slot tiles averaged per user profile (a random sample; None = all)
+    max_tiles: int | None = None  # 8-slot tiles pooled per user profile (a random sample; None = all)
     seed: int = 0
     threads: int = 1
 
@@ -139,15 +140,15 @@ def regions(emb: dict[str, np.ndarray], uids: np.ndarray, obs: Observations, st:
 def evaluate(st: EncoderEvalSettings) -> dict:
     import torch
 
-    from models.embedder import TrajectoryEmbedder
+    from models import checkpoint
+    from models.embedder import TrajectoryEmbedder, profiles
     from models.encoder import EncoderConfig, TrajectoryEncoder
+    from models.windows import tiled_windows
 
     if st.threads > 0:
         torch.set_num_threads(st.threads)
     t0 = time.perf_counter()
     emb = TrajectoryEmbedder.load(st.checkpoint)
-    from models import checkpoint
-
     extra = checkpoint.load(st.checkpoint, emb.kind)["extra"]
     below = st.train_uid_below if st.train_uid_below is not None else int(extra.get("train_uid_below", 4000))
     st = EncoderEvalSettings(**{**st.__dict__, "train_uid_below": below,
@@ -156,18 +157,27 @@ def evaluate(st: EncoderEvalSettings) -> dict:
     _, test = split_by_user(load_observations(st.data), below)
     if len(test) == 0:
         raise TrainingError(f"setting train_uid_below={below}: {st.data} has no test user at or above it")
-    uids, trained = emb.embed_users(test.uid, test.slot, test.x, test.y, st.max_tiles, st.seed)
+    w = tiled_windows(test.uid, test.slot, test.x, test.y)
+    if st.max_tiles is not None:
+        w = w.take(sample_per_user(w.uid, st.max_tiles, np.random.default_rng(st.seed)))
     torch.manual_seed(st.seed)
-    untrained = TrajectoryEmbedder(TrajectoryEncoder(EncoderConfig(**checkpoint.load(st.checkpoint, emb.kind)["model_args"])), "untrained")
-    reps = {
-        "encoder (trained)": trained,
-        "encoder (untrained, same architecture)": untrained.embed_users(test.uid, test.slot, test.x, test.y)[1],
-        "random embeddings": np.random.default_rng(st.seed).standard_normal(trained.shape).astype(np.float32),
+    ck = checkpoint.load(st.checkpoint, emb.kind)
+    base = TrajectoryEncoder(EncoderConfig(**ck["model_args"]))
+    base.spatial.poi.copy_(ck["state_dict"]["spatial.poi"])  # the POI vectors are data, not learned weights
+    windows = {
+        "encoder (trained)": emb.embed_windows(w),
+        "encoder (untrained, same architecture)": TrajectoryEmbedder(base, "untrained").embed_windows(w),
+        # Random embeddings: an i.i.d. Gaussian vector per window, pooled exactly like the encoder's.
+        "random embeddings": np.random.default_rng(st.seed).standard_normal((len(w), emb.dim), dtype=np.float32),
     }
+    uids = np.unique(w.uid)
+    # Profiling reads the time-aware profile; regions sum-pool the plain mean profile of each visitor.
+    reps = {name: profiles(w.uid, w.end_slot, e)[1] for name, e in windows.items()}
+    plain = {name: profiles(w.uid, w.end_slot, e, time_aware=False)[1] for name, e in windows.items()}
     report = {"checkpoint": str(st.checkpoint), "version": emb.version, "data": str(st.data), "train_uid_below": below,
               "profiling": profiling(reps, uids, test, labels, st)}
     log.info("commuter identification: %s", json.dumps(report["profiling"]["probes"]))
-    report["regions"] = regions(reps, uids, test, st)
+    report["regions"] = regions(plain, uids, test, st)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     st.out.mkdir(parents=True, exist_ok=True)
     (st.out / "report.json").write_text(json.dumps(report, indent=2))

@@ -6,6 +6,7 @@ import numpy as np
 
 from models.grid import cell_distance_km, cell_id, cell_xy
 from models.slots import SLOTS_PER_DAY, weekday
+from models.windows import BUCKETS, time_bucket
 
 NIGHT = (44, 12)  # t >= 44 or t < 12: 22:00-06:00, where a home is
 WORK_HOURS = (18, 36)  # 09:00-18:00 on weekdays, where a workplace is
@@ -22,9 +23,12 @@ def modal_cell(uid: np.ndarray, cell: np.ndarray, uids: np.ndarray, fallback: np
 
 
 def mobility_features(obs, uids: np.ndarray) -> np.ndarray:
-    """(U, 6): radius of gyration (km), distinct cells, observations, home-work distance (km) with home the
+    """(U, 19): radius of gyration (km), distinct cells, observations, home-work distance (km) with home the
     modal night cell and work the modal weekday-daytime cell, share of weekday-daytime records away from
-    home (> 1 km), and log distinct cells per observation."""
+    home (> 1 km), log distinct cells per observation, the share of weekday-daytime records in the work cell
+    (a fixed workplace vs a mobile one), and the share of records away from home in each of the 12 time buckets
+    of the encoder's time-aware profile (4-hour part of the day x weekday/weekend; 0 where a bucket is empty):
+    the same "when is this user where" the encoder's profile gets."""
     row = np.searchsorted(uids, obs.uid)
     n = np.bincount(row, minlength=len(uids)).astype(float)
     mx = np.bincount(row, obs.x, len(uids)) / np.maximum(n, 1)
@@ -42,4 +46,9 @@ def mobility_features(obs, uids: np.ndarray) -> np.ndarray:
     wx, wy = cell_xy(work)
     away = day & (cell_distance_km(obs.x, obs.y, hx[row], hy[row]) > 1.0)
     away_share = np.bincount(row[away], minlength=len(uids)) / np.maximum(np.bincount(row[day], minlength=len(uids)), 1)
-    return np.stack([gyr, distinct, n, cell_distance_km(hx, hy, wx, wy), away_share, np.log1p(distinct) - np.log1p(n)], axis=1)
+    at_work = np.bincount(row[day & (cells == work[row])], minlength=len(uids)) / np.maximum(np.bincount(row[day], minlength=len(uids)), 1)
+    away_any = cell_distance_km(obs.x, obs.y, hx[row], hy[row]) > 1.0
+    key = row * BUCKETS + time_bucket(obs.slot)
+    per_bucket = np.bincount(key[away_any], minlength=len(uids) * BUCKETS) / np.maximum(np.bincount(key, minlength=len(uids) * BUCKETS), 1)
+    base = [gyr, distinct, n, cell_distance_km(hx, hy, wx, wy), away_share, np.log1p(distinct) - np.log1p(n), at_work]
+    return np.concatenate([np.stack(base, axis=1), per_bucket.reshape(len(uids), BUCKETS)], axis=1)

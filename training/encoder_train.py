@@ -13,7 +13,7 @@ import typer
 
 from mobstream.paths import data_dir, runs_dir
 from mobstream.settings import opt
-from training.encoder_data import Pairs, load_observations, make_pairs, split_by_user, split_validation
+from training.encoder_data import Pairs, load_observations, make_pairs, poi_path_for, split_by_user, split_validation
 from training.exceptions import TrainingError
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 class EncoderTrainSettings:
     data: Path = field(default_factory=lambda: data_dir() / "synth" / "cityA_challengedata.csv")
     out: Path = field(default_factory=lambda: runs_dir() / "encoder" / "encoder.pt")
+    poi: Path | None = None  # default: POIdata_city<X>.csv beside the data when it exists (else no POI vectors)
     seed: int = 0
     epochs: int = 8
     per_user: int = 8  # windows sampled per training user per epoch (fresh each epoch)
@@ -56,6 +57,19 @@ def pick_device(name: str):
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise TrainingError(f"setting device={name!r}: CUDA is not available on this machine")
     return torch.device(name)
+
+
+def poi_features(path: Path | None):
+    """(grid*grid, 85) float32 tensor: log1p POI counts z-scored over the grid (models.features, as the flow
+    model reads them); zeros without a file."""
+    import torch
+
+    from models.features import fit_poi_stats
+    from training.flow_build import read_poi
+
+    table = read_poi(path)
+    mean, std = fit_poi_stats(table)
+    return torch.from_numpy(((np.log1p(table) - mean) / std).astype(np.float32))
 
 
 def batches(p: Pairs, batch_size: int, device, rng: np.random.Generator | None = None):
@@ -101,7 +115,13 @@ def train_encoder(st: EncoderTrainSettings) -> dict:
     fit, val = split_validation(train, st.val_fraction, st.seed)
     val_pairs = make_pairs(val, np.random.default_rng(st.seed + 1), per_user=st.per_user)
     cfg = EncoderConfig(noise_std=st.noise_std)
-    model = TrajectoryEncoder(cfg).to(device)
+    model = TrajectoryEncoder(cfg)
+    poi = st.poi if st.poi is not None else poi_path_for(st.data)
+    if st.poi is not None and not st.poi.is_file():
+        raise TrainingError(f"setting poi={st.poi}: no such POI file")
+    poi = poi if poi.is_file() else None
+    model.set_poi(poi_features(poi))
+    model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=st.lr, weight_decay=st.weight_decay)
     best, best_state, bad_epochs, history = float("inf"), None, 0, []
     for epoch in range(st.epochs):
@@ -131,7 +151,7 @@ def train_encoder(st: EncoderTrainSettings) -> dict:
             break
     model.load_state_dict(best_state)
     seconds = time.perf_counter() - t0
-    extra = {"objective": "seq2seq", "data": str(st.data), "train_uid_below": st.train_uid_below,
+    extra = {"objective": "seq2seq", "data": str(st.data), "poi": str(poi) if poi else None, "train_uid_below": st.train_uid_below,
              "val_loss": best, "history": history, "train_seconds": seconds, "device": str(device)}
     version = checkpoint.save(st.out, KIND, cfg, model.cpu(), extra=extra)
     return {"checkpoint": str(st.out), "version": version, "val_loss": round(best, 4), "epochs": len(history),
@@ -142,6 +162,7 @@ def train_command(
     objective: str = opt("seq2seq", "objective", "seq2seq: this encoder (next-window cells); raw: the RAW-style GPT (training.nextloc_train)"),
     data: Path = opt(None, "data", "YJMob-format uid,d,t,x,y file (default: the synthetic city A in the data dir)"),
     out: Path = opt(None, "encoder_out", "checkpoint to write (default: <runs>/encoder/encoder.pt)"),
+    poi: Path = opt(None, "poi", "POI file whose per-cell vectors enter the spatial embedding (default: POIdata_city<X>.csv beside the data, if any)"),
     train_uid_below: int = opt(4000, "train_uid_below", "users with uid below this train; the rest are held out for evaluation"),
     epochs: int = opt(8, "encoder_epochs", "most epochs (early stopping may end sooner)"),
     per_user: int = opt(8, "encoder_per_user", "windows sampled per training user per epoch"),
@@ -162,7 +183,7 @@ def train_command(
         raise TrainingError(f"setting objective={objective!r}: use seq2seq or raw")
     base = EncoderTrainSettings()
     st = EncoderTrainSettings(
-        data=data or base.data, out=out or base.out, train_uid_below=train_uid_below, epochs=epochs, per_user=per_user,
+        data=data or base.data, out=out or base.out, poi=poi, train_uid_below=train_uid_below, epochs=epochs, per_user=per_user,
         batch_size=batch_size, lr=lr, noise_std=noise_std, patience=patience, max_minutes=max_minutes,
         device=device, threads=threads, seed=seed,
     )

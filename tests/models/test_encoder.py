@@ -1,13 +1,17 @@
 """Contract suite of the trajectory encoder and its inference wrapper: shapes, masks, determinism, round trip, loss."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from models import checkpoint
 from models.embedder import EmbedderError, TrajectoryEmbedder
-from models.encoder import KIND, EncoderConfig, TrajectoryEncoder
-from models.windows import model_input
+from models.encoder import KIND, EncoderConfig, TrajectoryEncoder, stays
+from models.embedder import profiles
+from models.grid import cell_id
+from models.windows import BUCKETS, model_input, time_bucket
 
 torch.set_num_threads(1)  # tiny tensors: threads only add contention on a shared 2-core machine
 CFG = EncoderConfig(d_model=32, n_head=2, n_layer=1, lstm_hidden=16, dropout=0.0)
@@ -85,14 +89,64 @@ def test_save_load_round_trip_through_the_embedder(tmp_path):
         emb.embed(x, y, mask.astype(int), 100)
 
 
-def test_embed_users_averages_tiles():
+def test_embed_users_pools_tiles_per_time_bucket():
     m = model()
     emb = TrajectoryEmbedder(m, "v")
     uid = np.array([5, 5, 9])
-    uids, e = emb.embed_users(uid, np.array([1, 20, 3]), np.array([3, 4, 5]), np.array([3, 4, 5]))
+    uids, e = emb.embed_users(uid, np.array([1, 20, 3]), np.array([3, 4, 5]), np.array([3, 4, 5]), time_aware=False)
     assert uids.tolist() == [5, 9] and e.shape == (2, 32)
-    one = emb.embed(np.array([[3] + [0] * 7]), np.array([[3] + [0] * 7]), np.array([[False, True] + [False] * 6]), 7)
-    assert not np.allclose(e[0], one[0])
+    one = emb.embed(np.array([[0, 3] + [0] * 6]), np.array([[0, 3] + [0] * 6]), np.array([[False, True] + [False] * 6]), 7)
+    two = emb.embed(np.array([[0] * 4 + [4] + [0] * 3]), np.array([[0] * 4 + [4] + [0] * 3]), np.array([[False] * 4 + [True] + [False] * 3]), 23)
+    assert np.allclose(e[0], (one[0] + two[0]) / 2, atol=1e-6)
+    _, t = emb.embed_users(uid, np.array([1, 20, 3]), np.array([3, 4, 5]), np.array([3, 4, 5]))
+    assert t.shape == (2, BUCKETS * 32 + 102)
+    buckets = t[0, : BUCKETS * 32].reshape(BUCKETS, 32)  # day 0 (Monday): slot 1 in bucket 0, slot 20 in bucket 2
+    assert np.allclose(buckets[0], one[0], atol=1e-6) and np.allclose(buckets[2], two[0], atol=1e-6)
+    assert not buckets[[1, 3, 4, 5, 6, 7, 8, 9, 10, 11]].any()
+
+
+def test_profiles_time_buckets_weekends_apart():
+    assert time_bucket(np.array([7, 15, 47, 5 * 48 + 7, 6 * 48 + 47, 7 * 48])).tolist() == [0, 1, 5, 6, 11, 0]
+    uids, p = profiles(np.array([1, 1, 1, 2]), np.array([7, 7, 15, 5 * 48 + 7]), np.array([[1.0], [3.0], [8.0], [5.0]], np.float32))
+    assert uids.tolist() == [1, 2] and p.shape == (2, BUCKETS + 102)
+    assert p[0, 0] == 2.0 and p[0, 1] == 8.0 and p[1, 6] == 5.0 and p[:, :BUCKETS].sum() == 15.0
+    away, spread, between = p[0, BUCKETS : 2 * BUCKETS], p[0, 2 * BUCKETS : 3 * BUCKETS], p[0, 3 * BUCKETS : 3 * BUCKETS + 66]
+    assert np.allclose(away[:2], [2.0, 4.0]) and np.allclose(spread[:2], [1.0, 0.0]) and np.isclose(between[0], 6.0)
+    assert np.allclose(p[0, -BUCKETS:][:2], np.log1p([2, 1]))
+
+
+def test_stays_merge_consecutive_observations_of_one_cell():
+    # slots: A A - B - A A A: stays A (2 obs, slots 0-1), B (1), A (3 obs, slots 5-7)
+    x = np.array([[1, 1, 0, 2, 0, 1, 1, 1]])
+    mask = x > 0
+    cx, cy, tod, dow, length, count, n = stays(tensor(x, x, mask, end=47))
+    assert n.tolist() == [3] and cx[0, :3].tolist() == [1, 2, 1] and cx[0, 3:].tolist() == [0] * 5
+    assert length[0, :3].tolist() == [2, 1, 3] and count[0, :3].tolist() == [2, 1, 3] and tod[0, :3].tolist() == [40, 43, 45]
+
+
+def test_bilstm_is_torch_lstm():
+    m = model()
+    h = torch.randn(6, 3, CFG.d_model)
+    want, _ = m.lstm(h)
+    assert torch.allclose(m.bilstm(h), want, atol=1e-5)
+
+
+def test_poi_vectors_enter_the_embedding():
+    m = model()
+    x, y, mask = windows()
+    before = m.embed(tensor(x, y, mask))
+    poi = torch.zeros(200 * 200, CFG.n_poi)
+    poi[cell_id(int(x[0, -1]), int(y[0, -1])), 3] = 2.0
+    m.set_poi(poi)
+    after = m.embed(tensor(x, y, mask))
+    assert not torch.allclose(before[0], after[0]) and torch.allclose(before[1:], after[1:])
+
+
+def test_a_format_1_checkpoint_is_refused_clearly(tmp_path):
+    m = model()
+    checkpoint.save(tmp_path / "old.pt", KIND, {k: v for k, v in dataclasses.asdict(CFG).items() if k != "format"}, m)
+    with pytest.raises(EmbedderError, match="format 1.*retrain"):
+        TrajectoryEmbedder.load(tmp_path / "old.pt")
 
 
 def test_loss_falls_on_a_tiny_batch():
