@@ -119,8 +119,12 @@ def sampler(w: WorkerProc, r: redis.Redis, app: str, sent: list, every: float, r
         info = r.info("memory")
         assembled = int(r.get(f"{app}:assembled") or -1)
         window = sum(1 for pat in ("cells:*", "act:*") for _ in r.scan_iter(match=f"{app}:*:{pat}", count=1000))
-        outs = sum(1 for _ in r.scan_iter(match=f"{app}:*:flow:*", count=1000))
-        unpub = sum(r.zcard(k) for k in r.scan_iter(match=f"{app}:*:unpub", count=1000))
+        # One MULTI: a slot assembled between two separate reads would count its flows but not its pending mark.
+        with r.pipeline(transaction=True) as pipe:
+            pipe.keys(f"{app}:A:flow:*")  # the soak's one city; a few hundred keys
+            pipe.zcard(f"{app}:A:unpub")
+            flow_keys, unpub = pipe.execute()
+        outs = len(flow_keys)
         rows.append((time.monotonic() - t0, rss / 2**20, fds, info["used_memory"] / 2**20, r.dbsize(), window, outs,
                      unpub, sent[0], sent[1] - assembled))
         print("  t=%6.0fs rss=%7.1f MiB fds=%4d redis=%6.1f MiB keys=%6d window keys=%4d output slots=%4d "
