@@ -92,7 +92,7 @@ async def raw_ceiling(bootstrap: str, topic: str, n_messages: int) -> tuple[floa
                         pings += len(v["cols"]["uid"])
                     else:
                         pings += "uid" in v
-                got += sum(len(v) for v in batch.values())
+            got += sum(len(v) for v in batch.values())  # once per fetch (was once per partition in it)
     finally:
         await c.stop()
     dt = time.perf_counter() - t0
