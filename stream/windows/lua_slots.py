@@ -70,43 +70,57 @@ local made = {}
 for _, city in ipairs(redis.call('SMEMBERS', a .. 'cities')) do
   local cp = a .. city .. ':'
   for _, slot in ipairs(redis.call('ZRANGEBYSCORE', cp .. 'pslots', from, low)) do
-    local sum, order = {}, {}
+    -- Cells and counts stay strings (a share is orjson's '[[c,...],[o,i,u,...]]'); numbers only where two
+    -- partitions share a cell. Formatting Lua numbers (doubles) goes through glibc's multi-precision
+    -- printf, which was most of an assembly's time.
+    local sum, order, name = {}, {}, {}
     for q = 0, n - 1 do
       local pk = cp .. 'flowp:' .. slot .. ':p' .. q
       local raw = redis.call('GET', pk)
       if raw then
         redis.call('DEL', pk)
-        local d = cjson.decode(raw)
-        local cells, k = d[1], d[2]
-        for j = 1, #cells do
-          local acc = sum[cells[j]]
-          if acc == nil then acc = {0, 0, 0}; sum[cells[j]] = acc; order[#order + 1] = cells[j] end
-          acc[1], acc[2], acc[3] = acc[1] + k[3 * j - 2], acc[2] + k[3 * j - 1], acc[3] + k[3 * j]
+        local mid = string.find(raw, '],[', 1, true)
+        local cells, nc, j = {}, 0, 0
+        for c in string.gmatch(string.sub(raw, 3, mid - 1), '[^,]+') do nc = nc + 1; cells[nc] = c end
+        for o, i, u in string.gmatch(string.sub(raw, mid + 3, -3), '(%-?%d+),(%-?%d+),(%-?%d+)') do
+          j = j + 1
+          local c = cells[j]
+          local acc = sum[c]
+          if acc == nil then
+            sum[c] = {o, i, u}
+            local num = tonumber(c)
+            order[#order + 1] = num
+            name[num] = c
+          else
+            acc[1] = string.format('%d', tonumber(acc[1]) + tonumber(o))
+            acc[2] = string.format('%d', tonumber(acc[2]) + tonumber(i))
+            acc[3] = string.format('%d', tonumber(acc[3]) + tonumber(u))
+          end
         end
       end
     end
     table.sort(order)
     local fk = cp .. 'flow:' .. slot
     redis.call('DEL', fk)
-    local args = {}
-    for _, cell in ipairs(order) do
-      local acc = sum[cell]
-      args[#args + 1] = cell
-      args[#args + 1] = acc[1] .. ',' .. acc[2] .. ',' .. acc[3]
-      if #args >= 1000 then redis.call('HSET', fk, unpack(args)); args = {} end
+    -- A field longer than hash-max-ziplist-value makes Redis convert the new hash at once: filling a
+    -- ziplist to 512 entries scans it on every insert.
+    local pad = string.rep('~', 129)
+    local args, na, names, flat = {}, 0, {}, {}
+    if #order > 256 then args[1], args[2], na = pad, '', 2 end
+    for j, num in ipairs(order) do
+      local c = name[num]
+      local acc = sum[c]
+      local v = acc[1] .. ',' .. acc[2] .. ',' .. acc[3]
+      names[j], flat[j] = c, v
+      args[na + 1], args[na + 2] = c, v
+      na = na + 2
+      if na >= 1000 then redis.call('HSET', fk, unpack(args, 1, na)); na = 0 end
     end
-    if #args > 0 then redis.call('HSET', fk, unpack(args)) end
+    if na > 0 then redis.call('HSET', fk, unpack(args, 1, na)) end
+    if #order > 256 then redis.call('HDEL', fk, pad) end
     redis.call('EXPIRE', fk, ttl)
-    local flat = {}
-    for j, cell in ipairs(order) do
-      local acc = sum[cell]
-      flat[3 * j - 2], flat[3 * j - 1], flat[3 * j] = acc[1], acc[2], acc[3]
-    end
-    if #order > 0 then
-      redis.call('SET', cp .. 'flowj:' .. slot, cjson.encode({order, flat}), 'EX', ttl)
-    else
-      redis.call('SET', cp .. 'flowj:' .. slot, '[[],[]]', 'EX', ttl)
-    end
+    redis.call('SET', cp .. 'flowj:' .. slot, '[[' .. table.concat(names, ',') .. '],[' .. table.concat(flat, ',') .. ']]',
+               'EX', ttl)
     local latest = tonumber(redis.call('HGET', a .. 'latest', city))
     if latest == nil or tonumber(slot) > latest then redis.call('HSET', a .. 'latest', city, slot) end
     redis.call('ZADD', cp .. 'unpub', slot, slot)
