@@ -8,7 +8,7 @@ redis-server, one `mobstream worker` with both checkpoints, then times `mobstrea
 of the first `--replay-days` days and the worker until the replay's last slot is assembled and its
 forecasts are in Redis. Prints the total wall time, the replay's own rate (the baseline: how fast the
 pings reach Kafka), the worker's share of wall time in each model (from its Prometheus histograms),
-and, when fewer days than the city holds were replayed, the linear extrapolation to all of them.
+and, when fewer than `--days` days were replayed, the linear extrapolation to `--days`.
 """
 
 from __future__ import annotations
@@ -77,6 +77,8 @@ def main() -> int:
     ap.add_argument("--replay-days", type=int, default=None, help="replay only the first N days (default: all)")
     ap.add_argument("--forecaster", type=Path, default=ROOT / "runs" / "flow" / "flow_lstm.pt")
     ap.add_argument("--embedder", type=Path, default=ROOT / "runs" / "encoder" / "encoder.pt")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="an existing YJMob-format file of --users users (default: generate the city)")
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--timeout", type=float, default=3 * 3600)
     a = ap.parse_args()
@@ -84,7 +86,7 @@ def main() -> int:
         if not p.exists():
             raise SystemExit(f"checkpoint {p} missing: train it first (mobstream train flow / train encoder)")
     days = min(a.replay_days or a.days, a.days)
-    data = city(a.users, a.days)
+    data = a.data or city(a.users, a.days)
 
     import redis
 
