@@ -9,7 +9,6 @@ import re
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -99,9 +98,9 @@ def test_replay_to_an_unreachable_broker(files):
     clean_error(p, "bootstrap")
 
 
-def metrics_text(port: int) -> str:
+def metrics_text(w: WorkerProc) -> str:
     try:
-        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+        return w.metrics(timeout=2)
     except OSError:
         return ""
 
@@ -112,7 +111,7 @@ def test_worker_on_an_empty_topic_idles_cleanly(broker, redis_url, make_topic, t
     try:
         time.sleep(6)  # started, joined the group, polled an empty topic for a while
         alive = w.proc.poll() is None
-        text = metrics_text(w.metrics_port)
+        text = metrics_text(w)
     finally:
         w.stop()
     log = w.tail(200_000)
@@ -153,13 +152,13 @@ def test_worker_with_a_checkpoint_broken_while_running_keeps_going(files, broker
                    ["--forecaster", fc, "--embedder", emb])
     try:
         deadline = time.monotonic() + 60
-        while not metrics_text(w.metrics_port) and time.monotonic() < deadline:  # started (past the start check)
+        while not metrics_text(w) and time.monotonic() < deadline:  # started (past the start check)
             time.sleep(0.2)
         shutil.copy(d / "trunc" / "flow_lstm.pt", fc)
         shutil.copy(d / "wrong" / "flow_lstm.pt", emb)
         wait_assembled(redis_url, app, 2, w)
         time.sleep(1)
-        text = metrics_text(w.metrics_port)
+        text = metrics_text(w)
         alive = w.proc.poll() is None
     finally:
         w.stop()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-import urllib.request
 import uuid
 from collections import Counter
 
@@ -44,10 +43,6 @@ def offline(good: list) -> dict:
     return out
 
 
-def metrics(port: int) -> str:
-    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-
-
 def counter(text: str, name: str, label: str | None = None) -> float:
     pat = rf'^{name}{{{label}}} (\S+)$' if label else rf"^{name} (\S+)$"
     got = re.search(pat, text, re.M)
@@ -68,7 +63,7 @@ def fuzz_through_worker(broker, redis_url, make_topic, tmp_path, n_messages: int
     try:
         wait_assembled(redis_url, app, SLOTS, w)
         dead = asyncio.run(consume(broker.bootstrap, f"{topic}-dlq", sum(want_dead.values()), timeout=60))
-        text = metrics(w.metrics_port)
+        text = w.metrics()
         alive = w.proc.poll() is None
     finally:
         w.stop()

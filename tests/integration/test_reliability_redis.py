@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -118,10 +117,6 @@ def test_redis_killed_9_with_appendfsync_always_leaves_exact_flows(broker, make_
         stop(holder["svc"])
 
 
-def metric_text(port: int) -> str:
-    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-
-
 @pytest.mark.slow
 def test_long_redis_outage_is_bounded_and_visible(broker, make_topic, tmp_path, aof_redis):
     topic = make_topic(partitions=2)
@@ -140,7 +135,7 @@ def test_long_redis_outage_is_bounded_and_visible(broker, make_topic, tmp_path, 
         for _ in range(15):
             time.sleep(1)
             rss.append(psutil.Process(w.proc.pid).memory_info().rss)
-        text = metric_text(w.metrics_port)
+        text = w.metrics()
         log = w.tail(200_000)
         aof_redis["svc"] = start_redis(tmp_path / "r", port=port, aof=True, data_dir=tmp_path / "r-data")
     finally:

@@ -7,7 +7,6 @@ import random
 import re
 import signal
 import time
-import urllib.request
 import uuid
 
 import pytest
@@ -23,8 +22,8 @@ pytestmark = pytest.mark.integration
 STOP_WITHIN = 10.0
 
 
-def messages_read(port: int) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+def messages_read(w: WorkerProc) -> float:
+    text = w.metrics()
     got = re.search(r"^mobstream_messages_total (\S+)$", text, re.M)
     return float(got.group(1)) if got else 0.0
 
@@ -47,7 +46,7 @@ def sigterm_restarts(broker, redis_url, make_topic, tmp_path, stops: int, seed: 
                 time.sleep(0.02)
             time.sleep(rng.uniform(0.0, 1.0))
             assert int(r.get(f"{app}:assembled") or -1) < last, "the replay ended before SIGTERM"
-            read.append(messages_read(w.metrics_port))
+            read.append(messages_read(w))
             t0 = time.monotonic()
             w.proc.send_signal(signal.SIGTERM)  # the process only, as systemd or docker stop would
             try:
@@ -59,7 +58,7 @@ def sigterm_restarts(broker, redis_url, make_topic, tmp_path, stops: int, seed: 
         w = WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / "final.log")
         try:
             wait_assembled(redis_url, app, last, w, timeout=120)
-            final_read = messages_read(w.metrics_port)
+            final_read = messages_read(w)
         finally:
             w.stop()
     finally:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import redis
@@ -49,6 +50,10 @@ class WorkerProc:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         self.out.close()
+
+    def metrics(self, timeout: float = 5.0) -> str:
+        """The worker's Prometheus exposition text (raises OSError while its endpoint is not up)."""
+        return urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=timeout).read().decode()
 
     def tail(self, n: int = 3000) -> str:
         return self.log.read_bytes()[-n:].decode(errors="replace")
