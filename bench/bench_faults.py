@@ -110,7 +110,7 @@ def main() -> int:
         row("SIGTERM of a busy worker, then restart", a.sigterms,
             f"bench/bench_faults.py --sigterms {a.sigterms}  (test: test_reliability_shutdown.py -m slow)",
             lambda: {"stop_seconds": [round(t, 2) for t in term.sigterm_restarts(
-                broker, url, make_topic, workdir("term"), stops=a.sigterms, seed=32, days=8)]})
+                broker, url, make_topic, workdir("term"), stops=a.sigterms, seed=32, days=term.MANY_STOPS_DAYS)]})
         if a.fuzz:
             row("fuzzed messages (bad and valid pings mixed) through a worker", a.fuzz,
                 f"bench/bench_faults.py --fuzz {a.fuzz}  (test: test_reliability_fuzz.py -m slow)",

@@ -20,6 +20,9 @@ from tests.stream.tiny_city import write_city
 
 pytestmark = pytest.mark.integration
 STOP_WITHIN = 10.0
+# Days of the tiny city for five stops: every SIGTERM must land mid-replay, and since the ingest work
+# a worker gets through an 8-day city (383 slots) within the five workers' lifetimes.
+MANY_STOPS_DAYS = 30
 
 
 def messages_read(w: WorkerProc) -> float:
@@ -76,5 +79,5 @@ def test_sigterm_stops_a_busy_worker_fast_and_restart_resumes(broker, redis_url,
 
 @pytest.mark.slow
 def test_sigterm_five_times(broker, redis_url, redis_client, make_topic, tmp_path):
-    took = sigterm_restarts(broker, redis_url, make_topic, tmp_path, stops=5, seed=32, days=8)
+    took = sigterm_restarts(broker, redis_url, make_topic, tmp_path, stops=5, seed=32, days=MANY_STOPS_DAYS)
     print("SIGTERM to exit, seconds:", [round(t, 2) for t in took])
