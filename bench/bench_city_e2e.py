@@ -19,32 +19,24 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_ingest import machine  # noqa: E402
+from mobstream.demo import mobstream_argv as mobstream  # noqa: E402
+from stream.keys import Keys  # noqa: E402
+from tests.integration.worker_proc import WorkerProc, wait_assembled  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def mobstream(*args: str) -> list[str]:
-    return [sys.executable, "-m", "mobstream.cli", *args]
+def scrape(worker: WorkerProc) -> dict[tuple[str, str], float]:
+    """The worker's samples as {(name, label value or ''): value} (histogram sums and counts included)."""
+    from prometheus_client.parser import text_string_to_metric_families
 
-
-def scrape(port: int) -> dict[str, float]:
-    """The worker's metrics as {name{labels}: value} (sums and counts of histograms included)."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            try:
-                out[name] = float(value)
-            except ValueError:
-                pass
-    return out
+    return {(s.name, next(iter(s.labels.values()), "")): s.value
+            for fam in text_string_to_metric_families(worker.metrics()) for s in fam.samples}
 
 
 def city(users: int, days: int) -> Path:
@@ -58,16 +50,14 @@ def city(users: int, days: int) -> Path:
     return data
 
 
-def wait_done(r, app: str, last: int, worker, timeout: float) -> None:
+def wait_done(redis_url: str, r, app: str, last: int, worker: WorkerProc, timeout: float) -> None:
+    """Until the slot is assembled (every partition closed it) and its forecasts are in Redis."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = r.get(f"{app}:assembled")
-        if got is not None and int(got) >= last and r.exists(f"{app}:A:fc:{last}"):
-            return
-        if worker.proc.poll() is not None:
-            raise SystemExit(f"worker exited {worker.proc.returncode}:\n{worker.tail()}")
+    wait_assembled(redis_url, app, last, worker, timeout)
+    while not r.exists(Keys(app).forecast("A", last)):
+        if time.monotonic() > deadline or worker.proc.poll() is not None:
+            raise SystemExit(f"slot {last}: no forecasts after {timeout:.0f} s:\n{worker.tail()}")
         time.sleep(0.5)
-    raise SystemExit(f"slot {last} not done after {timeout:.0f} s (assembled={got})")
 
 
 def main() -> int:
@@ -91,7 +81,6 @@ def main() -> int:
     import redis
 
     from stream.services import EmbeddedServices, ServicesConfig, create_topic
-    from tests.integration.worker_proc import WorkerProc
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     svc = EmbeddedServices(ServicesConfig(tmp / "svc")).start()
@@ -103,6 +92,15 @@ def main() -> int:
         worker = WorkerProc(bootstrap, redis_url, topic, app, a.partitions, tmp / "worker.log",
                             extra=["--forecaster", str(a.forecaster), "--embedder", str(a.embedder)])
         r = redis.Redis.from_url(redis_url)
+        up_by = time.monotonic() + 120
+        while True:  # the worker's start (imports, checkpoints) is not part of the timed run
+            try:
+                worker.metrics()
+                break
+            except OSError:
+                if worker.proc.poll() is not None or time.monotonic() > up_by:
+                    raise SystemExit(f"worker did not start:\n{worker.tail()}")
+                time.sleep(0.5)
         print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
         print(f"city {data}: {a.users:,d} users x {a.days} days; replaying days 0-{days - 1}")
         t0 = time.perf_counter()
@@ -111,22 +109,22 @@ def main() -> int:
                                  "--speed", "0", "--first-day", "0", "--last-day", str(days - 1), "--no-progress"),
                        check=True, env=env)
         replayed = time.perf_counter() - t0
-        m0 = scrape(worker.metrics_port)
-        wait_done(r, app, days * 48 - 1, worker, a.timeout)
+        m0 = scrape(worker)
+        wait_done(redis_url, r, app, days * 48 - 1, worker, a.timeout)
         total = time.perf_counter() - t0
-        m = scrape(worker.metrics_port)
-        pings = m.get('mobstream_pings_total{outcome="accepted"}', 0.0)
+        m = scrape(worker)
+        pings = m.get(("mobstream_pings_total", "accepted"), 0.0)
         print(f"replay into Kafka: {replayed:,.0f} s ({pings / replayed:,.0f} pings/s)  [baseline: the pings' arrival]")
         print(f"end to end: {total:,.0f} s for {pings:,.0f} pings and {days * 48:,d} slots "
               f"({pings / total:,.0f} pings/s; {total / replayed:.2f}x the replay)")
         for model in ("forecaster", "embedder"):
-            s = m.get(f'mobstream_inference_seconds_sum{{model="{model}"}}', 0.0)
-            n = m.get(f'mobstream_inference_seconds_count{{model="{model}"}}', 0.0)
+            s = m.get(("mobstream_inference_seconds_sum", model), 0.0)
+            n = m.get(("mobstream_inference_seconds_count", model), 0.0)
             print(f"  {model}: {n:,.0f} calls, {s:,.0f} s in all ({100 * s / total:.0f}% of the wall time), "
                   f"{s / max(n, 1):.2f} s per call")
-        print(f"  forecasts {m.get('mobstream_forecasts_total', 0):,.0f}, embeddings "
-              f"{m.get('mobstream_embeddings_total', 0):,.0f}; at replay end the worker had "
-              f"{m0.get('mobstream_slots_assembled_total', 0):,.0f} slots assembled")
+        print(f"  forecasts {m.get(('mobstream_forecasts_total', ''), 0):,.0f}, embeddings "
+              f"{m.get(('mobstream_embeddings_total', ''), 0):,.0f}; at replay end the worker had "
+              f"{m0.get(('mobstream_slots_assembled_total', ''), 0):,.0f} slots assembled")
         if days < a.days:
             print(f"extrapolated to all {a.days} days: {total * a.days / days / 60:,.0f} min (linear in slots)")
         r.close()
