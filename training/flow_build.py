@@ -283,7 +283,7 @@ def command(
     cache_dir: Path = CACHE_OPT,
     rebuild: bool = REBUILD_OPT,
 ) -> None:
-    """Build (or reuse) the flow tensor: per (cell, slot) occupancy, inflow, outflow, via DuckDB."""
+    """Build (or reuse) the flow tensor: per (cell, slot) occupancy, inflow, outflow (streamed with pyarrow, counted with models.flows)."""
     import typer
 
     m = load_or_build(build_settings(data, poi, city, cache_dir, rebuild)).meta
