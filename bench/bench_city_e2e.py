@@ -17,13 +17,13 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_ingest import machine  # noqa: E402
+from bench.scratch import scratch  # noqa: E402
 from mobstream.demo import mobstream_argv as mobstream  # noqa: E402
 from stream.keys import Keys  # noqa: E402
 from tests.integration.worker_proc import WorkerProc, wait_assembled  # noqa: E402
@@ -82,56 +82,56 @@ def main() -> int:
 
     from stream.services import EmbeddedServices, ServicesConfig, create_topic
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
-    svc = EmbeddedServices(ServicesConfig(tmp / "svc")).start()
-    bootstrap, redis_url = svc.endpoints.bootstrap, svc.endpoints.redis_url
-    topic, app = "e2e-pings", "e2e"
-    worker = None
-    try:
-        create_topic(bootstrap, topic, a.partitions)
-        worker = WorkerProc(bootstrap, redis_url, topic, app, a.partitions, tmp / "worker.log",
-                            extra=["--forecaster", str(a.forecaster), "--embedder", str(a.embedder)])
-        r = redis.Redis.from_url(redis_url)
-        up_by = time.monotonic() + 120
-        while True:  # the worker's start (imports, checkpoints) is not part of the timed run
-            try:
-                worker.metrics()
-                break
-            except OSError:
-                if worker.proc.poll() is not None or time.monotonic() > up_by:
-                    raise SystemExit(f"worker did not start:\n{worker.tail()}")
-                time.sleep(0.5)
-        print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
-        print(f"city {data}: {a.users:,d} users x {a.days} days; replaying days 0-{days - 1}")
-        t0 = time.perf_counter()
-        env = dict(os.environ, MOBSTREAM_BOOTSTRAP=bootstrap)
-        subprocess.run(mobstream("replay", str(data), "--pings-topic", topic, "--partitions", str(a.partitions),
-                                 "--speed", "0", "--first-day", "0", "--last-day", str(days - 1), "--no-progress"),
-                       check=True, env=env)
-        replayed = time.perf_counter() - t0
-        m0 = scrape(worker)
-        wait_done(redis_url, r, app, days * 48 - 1, worker, a.timeout)
-        total = time.perf_counter() - t0
-        m = scrape(worker)
-        pings = m.get(("mobstream_pings_total", "accepted"), 0.0)
-        print(f"replay into Kafka: {replayed:,.0f} s ({pings / replayed:,.0f} pings/s)  [baseline: the pings' arrival]")
-        print(f"end to end: {total:,.0f} s for {pings:,.0f} pings and {days * 48:,d} slots "
-              f"({pings / total:,.0f} pings/s; {total / replayed:.2f}x the replay)")
-        for model in ("forecaster", "embedder"):
-            s = m.get(("mobstream_inference_seconds_sum", model), 0.0)
-            n = m.get(("mobstream_inference_seconds_count", model), 0.0)
-            print(f"  {model}: {n:,.0f} calls, {s:,.0f} s in all ({100 * s / total:.0f}% of the wall time), "
-                  f"{s / max(n, 1):.2f} s per call")
-        print(f"  forecasts {m.get(('mobstream_forecasts_total', ''), 0):,.0f}, embeddings "
-              f"{m.get(('mobstream_embeddings_total', ''), 0):,.0f}; at replay end the worker had "
-              f"{m0.get(('mobstream_slots_assembled_total', ''), 0):,.0f} slots assembled")
-        if days < a.days:
-            print(f"extrapolated to all {a.days} days: {total * a.days / days / 60:,.0f} min (linear in slots)")
-        r.close()
-    finally:
-        if worker is not None:
-            worker.stop()
-        svc.stop()
+    with scratch("bench-e2e-") as tmp:
+        svc = EmbeddedServices(ServicesConfig(tmp / "svc")).start()
+        bootstrap, redis_url = svc.endpoints.bootstrap, svc.endpoints.redis_url
+        topic, app = "e2e-pings", "e2e"
+        worker = None
+        try:
+            create_topic(bootstrap, topic, a.partitions)
+            worker = WorkerProc(bootstrap, redis_url, topic, app, a.partitions, tmp / "worker.log",
+                                extra=["--forecaster", str(a.forecaster), "--embedder", str(a.embedder)])
+            r = redis.Redis.from_url(redis_url)
+            up_by = time.monotonic() + 120
+            while True:  # the worker's start (imports, checkpoints) is not part of the timed run
+                try:
+                    worker.metrics()
+                    break
+                except OSError:
+                    if worker.proc.poll() is not None or time.monotonic() > up_by:
+                        raise SystemExit(f"worker did not start:\n{worker.tail()}")
+                    time.sleep(0.5)
+            print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
+            print(f"city {data}: {a.users:,d} users x {a.days} days; replaying days 0-{days - 1}")
+            t0 = time.perf_counter()
+            env = dict(os.environ, MOBSTREAM_BOOTSTRAP=bootstrap)
+            subprocess.run(mobstream("replay", str(data), "--pings-topic", topic, "--partitions", str(a.partitions),
+                                     "--speed", "0", "--first-day", "0", "--last-day", str(days - 1), "--no-progress"),
+                           check=True, env=env)
+            replayed = time.perf_counter() - t0
+            m0 = scrape(worker)
+            wait_done(redis_url, r, app, days * 48 - 1, worker, a.timeout)
+            total = time.perf_counter() - t0
+            m = scrape(worker)
+            pings = m.get(("mobstream_pings_total", "accepted"), 0.0)
+            print(f"replay into Kafka: {replayed:,.0f} s ({pings / replayed:,.0f} pings/s)  [baseline: the pings' arrival]")
+            print(f"end to end: {total:,.0f} s for {pings:,.0f} pings and {days * 48:,d} slots "
+                  f"({pings / total:,.0f} pings/s; {total / replayed:.2f}x the replay)")
+            for model in ("forecaster", "embedder"):
+                s = m.get(("mobstream_inference_seconds_sum", model), 0.0)
+                n = m.get(("mobstream_inference_seconds_count", model), 0.0)
+                print(f"  {model}: {n:,.0f} calls, {s:,.0f} s in all ({100 * s / total:.0f}% of the wall time), "
+                      f"{s / max(n, 1):.2f} s per call")
+            print(f"  forecasts {m.get(('mobstream_forecasts_total', ''), 0):,.0f}, embeddings "
+                  f"{m.get(('mobstream_embeddings_total', ''), 0):,.0f}; at replay end the worker had "
+                  f"{m0.get(('mobstream_slots_assembled_total', ''), 0):,.0f} slots assembled")
+            if days < a.days:
+                print(f"extrapolated to all {a.days} days: {total * a.days / days / 60:,.0f} min (linear in slots)")
+            r.close()
+        finally:
+            if worker is not None:
+                worker.stop()
+            svc.stop()
     return 0
 
 

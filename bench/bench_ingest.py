@@ -30,6 +30,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.scratch import scratch  # noqa: E402
 from stream.replay import ReplaySettings, replay  # noqa: E402
 
 PARTITIONS = 4
@@ -61,12 +62,14 @@ def workload(path: Path, pings: int, seed: int = 1, days: int = 4) -> pd.DataFra
     return df
 
 
-def services():
+def services(root: Path | None = None):
+    """(services or None, bootstrap, redis URL): the MOBSTREAM_BOOTSTRAP/MOBSTREAM_REDIS_URL ones when both are
+    set, else an embedded broker and redis-server with their data under `root` (a new temporary folder if None)."""
     if os.environ.get("MOBSTREAM_BOOTSTRAP") and os.environ.get("MOBSTREAM_REDIS_URL"):
         return None, os.environ["MOBSTREAM_BOOTSTRAP"], os.environ["MOBSTREAM_REDIS_URL"]
     from stream.services import EmbeddedServices, ServicesConfig
 
-    svc = EmbeddedServices(ServicesConfig(Path(tempfile.mkdtemp(prefix="bench-svc-")))).start()
+    svc = EmbeddedServices(ServicesConfig(root or Path(tempfile.mkdtemp(prefix="bench-svc-")))).start()
     return svc, svc.endpoints.bootstrap, svc.endpoints.redis_url
 
 
@@ -177,19 +180,19 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--days", type=int, default=4, help="days each workload spans (fewer = denser slots)")
     a = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    svc, bootstrap, redis_url = services()
-    try:
-        print(f"machine: {machine()}; {PARTITIONS} partitions, one worker; broker {bootstrap}")
-        big, small = tmp / "big.csv", tmp / "small.csv"
-        workload(big, a.pings, days=a.days)
-        workload(small, a.single_pings, seed=2, days=a.days)
-        for _ in range(a.repeat):
-            run_case("batch messages", bootstrap, redis_url, big, False, tmp)
-            run_case("single-ping messages", bootstrap, redis_url, small, True, tmp)
-    finally:
-        if svc is not None:
-            svc.stop()
+    with scratch("bench-ingest-") as tmp:
+        svc, bootstrap, redis_url = services(tmp / "svc")
+        try:
+            print(f"machine: {machine()}; {PARTITIONS} partitions, one worker; broker {bootstrap}")
+            big, small = tmp / "big.csv", tmp / "small.csv"
+            workload(big, a.pings, days=a.days)
+            workload(small, a.single_pings, seed=2, days=a.days)
+            for _ in range(a.repeat):
+                run_case("batch messages", bootstrap, redis_url, big, False, tmp)
+                run_case("single-ping messages", bootstrap, redis_url, small, True, tmp)
+        finally:
+            if svc is not None:
+                svc.stop()
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -27,6 +26,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench.scratch import scratch  # noqa: E402
 from bench_ingest import PARTITIONS, machine, workload  # noqa: E402
 from models.slots import DEFAULT_ORIGIN, SLOT_SECONDS  # noqa: E402
 
@@ -112,16 +112,16 @@ def main() -> None:
     from stream.services import stop
     from stream.services.redis_server import start_redis
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-windows-"))
-    df = workload(tmp / "w.csv", a.pings, days=a.days)
-    msgs = messages(df, a.batch)
-    svc = start_redis(tmp)
-    try:
-        print(f"machine: {machine()}; {PARTITIONS} partitions, in-process Processor, redis-server {svc.url}")
-        for _ in range(a.repeat):
-            asyncio.run(run(svc.url, msgs, len(df), a.by_script))
-    finally:
-        stop(svc)
+    with scratch("bench-windows-") as tmp:
+        df = workload(tmp / "w.csv", a.pings, days=a.days)
+        msgs = messages(df, a.batch)
+        svc = start_redis(tmp)
+        try:
+            print(f"machine: {machine()}; {PARTITIONS} partitions, in-process Processor, redis-server {svc.url}")
+            for _ in range(a.repeat):
+                asyncio.run(run(svc.url, msgs, len(df), a.by_script))
+        finally:
+            stop(svc)
 
 
 if __name__ == "__main__":
