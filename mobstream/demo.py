@@ -175,7 +175,9 @@ def run(s: DemoSettings) -> None:
             worker_args += ["--forecaster", str(s.forecaster)]
         if s.embedder.exists():
             worker_args += ["--embedder", str(s.embedder)]
-        children.start("worker", mobstream_argv(*worker_args), env)
+        # Broker, Redis, worker and dashboard share this host's cores: one inference thread (unless set).
+        worker_env = {**env, "MOBSTREAM_TORCH_THREADS": os.environ.get("MOBSTREAM_TORCH_THREADS", "1")}
+        children.start("worker", mobstream_argv(*worker_args), worker_env)
         metrics_url = f"http://127.0.0.1:{s.metrics_port}/metrics"
         if s.dashboard:
             env_dash = dict(env, MOBSTREAM_METRICS_URLS=metrics_url)

@@ -42,6 +42,8 @@ def worker(
     origin: int = opt(DEFAULT_ORIGIN, "origin", "Epoch seconds of slot 0."),
     forecaster: Path = opt(None, "forecaster", "Flow forecaster checkpoint (watched; forecasts off when unset)."),
     embedder: Path = opt(None, "embedder", "Trajectory embedder checkpoint (watched; embeddings off when unset)."),
+    torch_threads: int = opt(0, "torch_threads", "CPU threads for model inference (0 = torch's default, one per core); "
+                             "1 when the worker shares its cores with Redis, the broker or other workers."),
     loglevel: str = opt("info", "loglevel", "Log level."),
     kafka_security=None,
     redis_security=None,
@@ -57,7 +59,7 @@ def worker(
         partitions=partitions, lateness=lateness, ttl=ttl, retain_slots=retain_slots, batch_size=batch_size, batch_wait=batch_wait,
         web_port=web_port, metrics_port=metrics_port, session_timeout=session_timeout, origin=origin,
         limits=grid_limits(grid_origin_lat, grid_origin_lon, max_message_bytes, max_future),
-        forecaster=forecaster, embedder=embedder, data_dir=paths.state_dir() / "worker" / app,
+        forecaster=forecaster, embedder=embedder, torch_threads=torch_threads, data_dir=paths.state_dir() / "worker" / app,
         kafka_security=kafka_security, redis_security=redis_security,
     )
     w.run(s, loglevel)

@@ -54,6 +54,7 @@ class WorkerSettings:
     forecaster: Path | None = None
     embedder: Path | None = None
     model_poll: float = 5.0
+    torch_threads: int = 0  # 0 = torch's default (one per core)
     data_dir: Path = Path("var/worker")
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     redis_security: RedisSecurity = field(default_factory=RedisSecurity)
@@ -68,6 +69,7 @@ class WorkerSettings:
             (self.batch_size >= 1, "batch_size", "must be >= 1"),
             (self.batch_wait > 0, "batch_wait", "must be > 0 seconds"),
             (self.session_timeout >= 1, "session_timeout", "must be >= 1 second"),
+            (self.torch_threads >= 0, "torch_threads", "must be >= 0 (0 = torch's default, one per core)"),
             (self.app.replace("-", "").replace("_", "").isalnum(), "app", "must be letters, digits, - or _"),
         ]
         for ok, name, why in checks:

@@ -123,6 +123,15 @@ def build_app(s: WorkerSettings, outputs=None):
     return app
 
 
+def set_torch_threads(s: WorkerSettings) -> None:
+    """Give model inference `s.torch_threads` CPU threads (before the models load). OpenMP threads spin while
+    they wait for a core, so on a host whose cores also run Redis and the broker one thread is 2-6x faster."""
+    if s.torch_threads and (s.forecaster or s.embedder):
+        import torch
+
+        torch.set_num_threads(s.torch_threads)
+
+
 def run(s: WorkerSettings, loglevel: str = "info") -> None:
     """Create the topics, start the metrics endpoint, and run the Faust worker until it is stopped."""
     import faust
@@ -132,6 +141,7 @@ def run(s: WorkerSettings, loglevel: str = "info") -> None:
     from stream.security import aiokafka_kwargs, check_redis
     from stream.services import create_topic
 
+    set_torch_threads(s)
     outputs = Outputs(s)
     outputs.check()  # a checkpoint that is there but does not load stops the worker now, not at the first close
     check_redis(s.redis_url, s.redis_security)  # a refused password fails here, naming the setting
