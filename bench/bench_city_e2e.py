@@ -1,7 +1,7 @@
 """A whole synthetic city replayed end to end: pings -> worker -> windows, forecasts and embeddings at every slot.
 
     .venv/bin/python bench/bench_city_e2e.py [--users 100000] [--days 75] [--replay-days 75]
-        [--forecaster runs/flow/flow_lstm.pt] [--embedder runs/encoder/encoder.pt] [--partitions 4]
+        [--forecaster runs/flow/flow_lstm.pt] [--embedder runs/encoder/encoder.pt] [--partitions 4] [--torch-threads 1]
 
 Generates the city with `mobstream generate` (cached under data/bench/), starts its own broker and
 redis-server, one `mobstream worker` with both checkpoints, then times `mobstream replay --speed 0`
@@ -70,6 +70,7 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=None,
                     help="an existing YJMob-format file of --users users (default: generate the city)")
     ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--torch-threads", type=int, default=1, help="the worker's --torch-threads (it shares the cores)")
     ap.add_argument("--timeout", type=float, default=3 * 3600)
     a = ap.parse_args()
     for p in (a.forecaster, a.embedder):
@@ -90,7 +91,8 @@ def main() -> int:
         try:
             create_topic(bootstrap, topic, a.partitions)
             worker = WorkerProc(bootstrap, redis_url, topic, app, a.partitions, tmp / "worker.log",
-                                extra=["--forecaster", str(a.forecaster), "--embedder", str(a.embedder)])
+                                extra=["--forecaster", str(a.forecaster), "--embedder", str(a.embedder),
+                                       "--torch-threads", str(a.torch_threads)])
             r = redis.Redis.from_url(redis_url)
             up_by = time.monotonic() + 120
             while True:  # the worker's start (imports, checkpoints) is not part of the timed run
