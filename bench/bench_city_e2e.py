@@ -1,10 +1,11 @@
 """A whole synthetic city replayed end to end: pings -> worker -> windows, forecasts and embeddings at every slot.
 
     .venv/bin/python bench/bench_city_e2e.py [--users 100000] [--days 75] [--replay-days 75]
-        [--forecaster runs/flow/flow_lstm.pt] [--embedder runs/encoder/encoder.pt] [--partitions 4] [--torch-threads 1]
+        [--forecaster runs/flow/flow_lstm.pt] [--embedder runs/encoder/encoder.pt] [--partitions 4] [--workers 1] [--torch-threads 1]
 
 Generates the city with `mobstream generate` (cached under data/bench/), starts its own broker and
-redis-server, one `mobstream worker` with both checkpoints, then times `mobstream replay --speed 0`
+redis-server, `--workers` `mobstream worker`s in one consumer group (one by default) with both checkpoints
+and the worker's default retention (96 slots), then times `mobstream replay --speed 0`
 of the first `--replay-days` days and the worker until the replay's last slot is assembled and its
 forecasts are in Redis. Prints the total wall time, the replay's own rate (the baseline: how fast the
 pings reach Kafka), the worker's share of wall time in each model (from its Prometheus histograms),
@@ -31,12 +32,17 @@ from tests.integration.worker_proc import WorkerProc, wait_assembled  # noqa: E4
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def scrape(worker: WorkerProc) -> dict[tuple[str, str], float]:
-    """The worker's samples as {(name, label value or ''): value} (histogram sums and counts included)."""
+def scrape(workers: list[WorkerProc]) -> dict[tuple[str, str], float]:
+    """The workers' samples summed as {(name, label value or ''): value} (histogram sums and counts included)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    return {(s.name, next(iter(s.labels.values()), "")): s.value
-            for fam in text_string_to_metric_families(worker.metrics()) for s in fam.samples}
+    out: dict[tuple[str, str], float] = {}
+    for w in workers:
+        for fam in text_string_to_metric_families(w.metrics()):
+            for s in fam.samples:
+                key = (s.name, next(iter(s.labels.values()), ""))
+                out[key] = out.get(key, 0.0) + s.value
+    return out
 
 
 def city(users: int, days: int) -> Path:
@@ -70,7 +76,8 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=None,
                     help="an existing YJMob-format file of --users users (default: generate the city)")
     ap.add_argument("--partitions", type=int, default=4)
-    ap.add_argument("--torch-threads", type=int, default=1, help="the worker's --torch-threads (it shares the cores)")
+    ap.add_argument("--workers", type=int, default=1, help="workers in the consumer group (at most --partitions)")
+    ap.add_argument("--torch-threads", type=int, default=1, help="each worker's --torch-threads (they share the cores)")
     ap.add_argument("--timeout", type=float, default=3 * 3600)
     a = ap.parse_args()
     for p in (a.forecaster, a.embedder):
@@ -87,23 +94,28 @@ def main() -> int:
         svc = EmbeddedServices(ServicesConfig(tmp / "svc")).start()
         bootstrap, redis_url = svc.endpoints.bootstrap, svc.endpoints.redis_url
         topic, app = "e2e-pings", "e2e"
-        worker = None
+        workers: list[WorkerProc] = []
         try:
             create_topic(bootstrap, topic, a.partitions)
-            worker = WorkerProc(bootstrap, redis_url, topic, app, a.partitions, tmp / "worker.log",
-                                extra=["--forecaster", str(a.forecaster), "--embedder", str(a.embedder),
-                                       "--torch-threads", str(a.torch_threads)])
+            for i in range(a.workers):  # each in its own folder: log and Faust state
+                (tmp / f"w{i}").mkdir()
+                workers.append(WorkerProc(bootstrap, redis_url, topic, app, a.partitions, tmp / f"w{i}" / "worker.log",
+                                          extra=["--forecaster", str(a.forecaster), "--embedder", str(a.embedder),
+                                                 "--torch-threads", str(a.torch_threads), "--retain-slots", "96"]))
+            worker = workers[0]
             r = redis.Redis.from_url(redis_url)
             up_by = time.monotonic() + 120
-            while True:  # the worker's start (imports, checkpoints) is not part of the timed run
-                try:
-                    worker.metrics()
-                    break
-                except OSError:
-                    if worker.proc.poll() is not None or time.monotonic() > up_by:
-                        raise SystemExit(f"worker did not start:\n{worker.tail()}")
-                    time.sleep(0.5)
-            print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
+            for w in workers:  # the workers' start (imports, checkpoints) is not part of the timed run
+                while True:
+                    try:
+                        w.metrics()
+                        break
+                    except OSError:
+                        if w.proc.poll() is not None or time.monotonic() > up_by:
+                            raise SystemExit(f"worker did not start:\n{w.tail()}")
+                        time.sleep(0.5)
+            print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}; {a.workers} worker(s), "
+                  f"{a.partitions} partitions, torch threads {a.torch_threads}")
             print(f"city {data}: {a.users:,d} users x {a.days} days; replaying days 0-{days - 1}")
             t0 = time.perf_counter()
             env = dict(os.environ, MOBSTREAM_BOOTSTRAP=bootstrap)
@@ -111,10 +123,10 @@ def main() -> int:
                                      "--speed", "0", "--first-day", "0", "--last-day", str(days - 1), "--no-progress"),
                            check=True, env=env)
             replayed = time.perf_counter() - t0
-            m0 = scrape(worker)
+            m0 = scrape(workers)
             wait_done(redis_url, r, app, days * 48 - 1, worker, a.timeout)
             total = time.perf_counter() - t0
-            m = scrape(worker)
+            m = scrape(workers)
             pings = m.get(("mobstream_pings_total", "accepted"), 0.0)
             print(f"replay into Kafka: {replayed:,.0f} s ({pings / replayed:,.0f} pings/s)  [baseline: the pings' arrival]")
             print(f"end to end: {total:,.0f} s for {pings:,.0f} pings and {days * 48:,d} slots "
@@ -122,7 +134,7 @@ def main() -> int:
             for model in ("forecaster", "embedder"):
                 s = m.get(("mobstream_inference_seconds_sum", model), 0.0)
                 n = m.get(("mobstream_inference_seconds_count", model), 0.0)
-                print(f"  {model}: {n:,.0f} calls, {s:,.0f} s in all ({100 * s / total:.0f}% of the wall time), "
+                print(f"  {model}: {n:,.0f} calls, {s:,.0f} s in all ({100 * s / total / a.workers:.0f}% of the workers' wall time), "
                       f"{s / max(n, 1):.2f} s per call")
             print(f"  forecasts {m.get(('mobstream_forecasts_total', ''), 0):,.0f}, embeddings "
                   f"{m.get(('mobstream_embeddings_total', ''), 0):,.0f}; at replay end the worker had "
@@ -131,8 +143,8 @@ def main() -> int:
                 print(f"extrapolated to all {a.days} days: {total * a.days / days / 60:,.0f} min (linear in slots)")
             r.close()
         finally:
-            if worker is not None:
-                worker.stop()
+            for w in workers:
+                w.stop()
             svc.stop()
     return 0
 
