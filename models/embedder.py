@@ -14,8 +14,9 @@ import torch
 from models import checkpoint
 from models.encoder import FORMAT, KIND, EncoderConfig, TrajectoryEncoder
 from models.exceptions import ModelsError
+from models.profiles import profile_windows, profiles
 from models.slots import WINDOW_SLOTS
-from models.windows import BUCKETS, Windows, model_input, tiled_windows, time_bucket
+from models.windows import Windows, model_input
 
 
 class EmbedderError(ModelsError):
@@ -69,59 +70,17 @@ class TrajectoryEmbedder:
 
     def embed_users(self, uid, slot, x, y, max_tiles: int | None = None, seed: int = 0,
                     time_aware: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """A user's whole (multi-day) sequence -> one profile from the embeddings of the back-to-back 8-slot
-        windows that tile it (each observation is embedded once): `profiles` of them. With `max_tiles`, a
-        seeded random sample of at most that many tiles per user (cost bound for long sequences).
+        """A user's whole (multi-day) sequence -> one profile from the embeddings of the 8-slot windows that
+        tile it at four phases (`models.profiles.profile_windows`: each observation is embedded four times):
+        `profiles` of them. With `max_tiles`, a seeded random sample of at most that many tiles per user
+        (cost bound for long sequences).
 
-        Returns (uids (U,) sorted, profiles (U, D) or (U, 12 * D) when `time_aware`).
+        Returns (uids (U,) sorted, profiles (U, D) or (U, 12 * D + 972) when `time_aware`).
         """
-        w = tiled_windows(uid, slot, x, y)
+        w = profile_windows(uid, slot, x, y)
         if max_tiles is not None:
             keep = np.random.default_rng(seed).permutation(len(w))
             order = keep[np.argsort(w.uid[keep], kind="stable")]
             start = np.searchsorted(w.uid[order], w.uid[order], side="left")
             w = w.take(np.sort(order[np.arange(len(order)) - start < max_tiles]))
         return profiles(w.uid, w.end_slot, self.embed_windows(w), time_aware)
-
-
-def profiles(uid: np.ndarray, end_slot: np.ndarray, emb: np.ndarray, time_aware: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Window embeddings -> one vector per user: (U,) sorted uids and (U, F) float32.
-
-    Plain: the mean embedding (F = D). `time_aware`: F = 12 * D + 102, pooled per time bucket
-    (`models.windows.time_bucket`: 4-hour part of the day x weekday/weekend):
-      - the mean embedding of each bucket, concatenated (zeros for an empty bucket): where/what, by time;
-      - the geometry of those means: each bucket mean's distance to the user's overall mean (12), the
-        spread of the bucket's windows around its mean (12), the distances between bucket means (66), and
-        log(1 + windows) per bucket (12). "Away from home on weekday daytimes, at one place or at many"
-        is a distance between embeddings, which a linear probe cannot compute from the means alone.
-    """
-    if not time_aware:
-        return mean_by_user(uid, emb)
-    users, inv = np.unique(uid, return_inverse=True)
-    U, D = len(users), emb.shape[1]
-    key = inv * BUCKETS + time_bucket(end_slot)
-    keys, kinv = np.unique(key, return_inverse=True)
-    _, means = mean_by_user(kinv, emb)  # (K, D) per (user, bucket)
-    m = np.zeros((U * BUCKETS, D), dtype=np.float32)
-    m[keys] = means
-    n = np.bincount(key, minlength=U * BUCKETS).astype(np.float64)
-    e64 = emb.astype(np.float64)
-    spread = np.bincount(key, (e64**2).sum(axis=1), minlength=U * BUCKETS) / np.maximum(n, 1) - (m.astype(np.float64) ** 2).sum(axis=1)
-    m = m.reshape(U, BUCKETS, D)
-    _, overall = mean_by_user(uid, emb)  # (U, D)
-    away = np.linalg.norm(m - overall[:, None, :], axis=2) * (n.reshape(U, BUCKETS) > 0)  # (U, 12)
-    iu = np.triu_indices(BUCKETS, 1)
-    between = np.stack([np.linalg.norm(m[:, i] - m[:, j], axis=1) for i, j in zip(*iu)], axis=1)  # (U, 66)
-    geometry = np.concatenate([away, np.sqrt(np.maximum(spread, 0)).reshape(U, BUCKETS), between, np.log1p(n).reshape(U, BUCKETS)], axis=1)
-    return users, np.concatenate([m.reshape(U, BUCKETS * D), geometry.astype(np.float32)], axis=1)
-
-
-def mean_by_user(uid: np.ndarray, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean embedding per uid: (U,) sorted uids and (U, D) float32."""
-    from scipy import sparse
-
-    users, inv = np.unique(uid, return_inverse=True)
-    n = np.bincount(inv, minlength=len(users))
-    # A sparse (U, N) averaging matrix: one product instead of a scatter-add per row.
-    avg = sparse.csr_matrix((1.0 / n[inv], (inv, np.arange(len(inv)))), shape=(len(users), len(inv)))
-    return users, np.asarray(avg @ emb, dtype=np.float32)

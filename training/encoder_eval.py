@@ -40,19 +40,26 @@ class EncoderEvalSettings:
     threads: int = 1
 
 
-def probe_classify(feats: np.ndarray, y: np.ndarray, folds: int, seed: int, components: int | None = None) -> dict:
+PROBE_CS = tuple(np.logspace(-3, 1, 9))  # the commuter probe's C is chosen among these by inner cross-validation
+
+
+def probe_classify(feats: np.ndarray, y: np.ndarray, folds: int, seed: int, components: int | None = None,
+                   cs: tuple[float, ...] | None = None) -> dict:
     """Cross-validated logistic regression (standardised features, optionally PCA-reduced inside each
-    fold to bound the cost of many-class probes): accuracy and F1 (binary, or macro for many classes)."""
+    fold to bound the cost of many-class probes): accuracy and F1 (binary, or macro for many classes).
+    C = 0.1, or with `cs` the best of them by a 5-fold cross-validation inside each training fold
+    (the same procedure for every representation)."""
     from sklearn.decomposition import PCA
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     from sklearn.metrics import accuracy_score, f1_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     steps = [StandardScaler()] + ([PCA(min(components, feats.shape[1]), random_state=seed)] if components else [])
-    clf = make_pipeline(*steps, LogisticRegression(max_iter=500, C=0.1))
-    pred = cross_val_predict(clf, feats, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+    lr = (LogisticRegressionCV(Cs=list(cs), cv=5, max_iter=3000, l1_ratios=(0.0,), scoring="accuracy", use_legacy_attributes=False)
+          if cs else LogisticRegression(max_iter=500, C=0.1))
+    pred = cross_val_predict(make_pipeline(*steps, lr), feats, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
     avg = "binary" if len(np.unique(y)) == 2 else "macro"
     return {"accuracy": round(float(accuracy_score(y, pred)), 4), "f1": round(float(f1_score(y, pred, average=avg)), 4)}
 
@@ -78,8 +85,8 @@ def profiling(emb: dict[str, np.ndarray], uids: np.ndarray, obs: Observations, l
     if len(missing):
         raise TrainingError(f"labels file {st.labels}: no row for test uid {int(missing[0])} ({len(missing)} missing)")
     y = labels.loc[uids, "commuter"].to_numpy().astype(int)
-    rows = {name: probe_classify(e, y, st.folds, st.seed) for name, e in emb.items()}
-    rows["hand-crafted mobility features"] = probe_classify(mobility_features(obs, uids), y, st.folds, st.seed)
+    rows = {name: probe_classify(e, y, st.folds, st.seed, cs=PROBE_CS) for name, e in emb.items()}
+    rows["hand-crafted mobility features"] = probe_classify(mobility_features(obs, uids), y, st.folds, st.seed, cs=PROBE_CS)
     return {"users": int(len(uids)), "commuter_share": round(float(y.mean()), 4),
             "majority_accuracy": round(float(max(y.mean(), 1 - y.mean())), 4), "probes": rows}
 
@@ -141,9 +148,9 @@ def evaluate(st: EncoderEvalSettings) -> dict:
     import torch
 
     from models import checkpoint
-    from models.embedder import TrajectoryEmbedder, profiles
+    from models.embedder import TrajectoryEmbedder
     from models.encoder import EncoderConfig, TrajectoryEncoder
-    from models.windows import tiled_windows
+    from models.profiles import profile_windows, profiles, summary
 
     if st.threads > 0:
         torch.set_num_threads(st.threads)
@@ -157,7 +164,7 @@ def evaluate(st: EncoderEvalSettings) -> dict:
     _, test = split_by_user(load_observations(st.data), below)
     if len(test) == 0:
         raise TrainingError(f"setting train_uid_below={below}: {st.data} has no test user at or above it")
-    w = tiled_windows(test.uid, test.slot, test.x, test.y)
+    w = profile_windows(test.uid, test.slot, test.x, test.y)
     if st.max_tiles is not None:
         w = w.take(sample_per_user(w.uid, st.max_tiles, np.random.default_rng(st.seed)))
     torch.manual_seed(st.seed)
@@ -171,8 +178,8 @@ def evaluate(st: EncoderEvalSettings) -> dict:
         "random embeddings": np.random.default_rng(st.seed).standard_normal((len(w), emb.dim), dtype=np.float32),
     }
     uids = np.unique(w.uid)
-    # Profiling reads the time-aware profile; regions sum-pool the plain mean profile of each visitor.
-    reps = {name: profiles(w.uid, w.end_slot, e)[1] for name, e in windows.items()}
+    # Profiling reads the compact routine summary of the profile; regions sum-pool the plain mean profile of each visitor.
+    reps = {name: summary(w.uid, w.end_slot, e)[1] for name, e in windows.items()}
     plain = {name: profiles(w.uid, w.end_slot, e, time_aware=False)[1] for name, e in windows.items()}
     report = {"checkpoint": str(st.checkpoint), "version": emb.version, "data": str(st.data), "train_uid_below": below,
               "profiling": profiling(reps, uids, test, labels, st)}

@@ -9,8 +9,8 @@ import torch
 from models import checkpoint
 from models.embedder import EmbedderError, TrajectoryEmbedder
 from models.encoder import KIND, EncoderConfig, TrajectoryEncoder, stays
-from models.embedder import profiles
 from models.grid import cell_id
+from models.profiles import SUMMARY, profile_windows, profiles
 from models.windows import BUCKETS, model_input, time_bucket
 
 torch.set_num_threads(1)  # tiny tensors: threads only add contention on a shared 2-core machine
@@ -89,30 +89,33 @@ def test_save_load_round_trip_through_the_embedder(tmp_path):
         emb.embed(x, y, mask.astype(int), 100)
 
 
-def test_embed_users_pools_tiles_per_time_bucket():
+def test_embed_users_pools_the_profile_windows():
     m = model()
     emb = TrajectoryEmbedder(m, "v")
-    uid = np.array([5, 5, 9])
-    uids, e = emb.embed_users(uid, np.array([1, 20, 3]), np.array([3, 4, 5]), np.array([3, 4, 5]), time_aware=False)
+    uid, slot, xy = np.array([5, 5, 9]), np.array([1, 20, 3]), np.array([3, 4, 5])
+    uids, e = emb.embed_users(uid, slot, xy, xy, time_aware=False)
     assert uids.tolist() == [5, 9] and e.shape == (2, 32)
+    w = profile_windows(uid, slot, xy, xy)  # user 5: slot 1 in 4 windows, slot 20 in 4 others
+    assert (w.uid == 5).sum() == 8 and (w.uid == 9).sum() == 4
+    assert np.allclose(e, profiles(w.uid, w.end_slot, emb.embed_windows(w), time_aware=False)[1], atol=1e-6)
+    _, t = emb.embed_users(uid, slot, xy, xy)
+    assert t.shape == (2, BUCKETS * 32 + SUMMARY)
     one = emb.embed(np.array([[0, 3] + [0] * 6]), np.array([[0, 3] + [0] * 6]), np.array([[False, True] + [False] * 6]), 7)
-    two = emb.embed(np.array([[0] * 4 + [4] + [0] * 3]), np.array([[0] * 4 + [4] + [0] * 3]), np.array([[False] * 4 + [True] + [False] * 3]), 23)
-    assert np.allclose(e[0], (one[0] + two[0]) / 2, atol=1e-6)
-    _, t = emb.embed_users(uid, np.array([1, 20, 3]), np.array([3, 4, 5]), np.array([3, 4, 5]))
-    assert t.shape == (2, BUCKETS * 32 + 102)
-    buckets = t[0, : BUCKETS * 32].reshape(BUCKETS, 32)  # day 0 (Monday): slot 1 in bucket 0, slot 20 in bucket 2
-    assert np.allclose(buckets[0], one[0], atol=1e-6) and np.allclose(buckets[2], two[0], atol=1e-6)
-    assert not buckets[[1, 3, 4, 5, 6, 7, 8, 9, 10, 11]].any()
+    # Day 0 (Monday): slot 1 lies in windows ending at 1, 3, 5, 7 (bucket 0), slot 20 in 21, 23 (bucket 2), 25, 27 (3).
+    buckets = t[0, : BUCKETS * 32].reshape(BUCKETS, 32)
+    assert not buckets[[1, 4, 5, 6, 7, 8, 9, 10, 11]].any() and buckets[[0, 2, 3]].any(axis=1).all()
+    assert np.allclose(emb.embed_windows(w)[np.flatnonzero((w.uid == 5) & (w.end_slot == 7))], one, atol=1e-6)
 
 
 def test_profiles_time_buckets_weekends_apart():
     assert time_bucket(np.array([7, 15, 47, 5 * 48 + 7, 6 * 48 + 47, 7 * 48])).tolist() == [0, 1, 5, 6, 11, 0]
     uids, p = profiles(np.array([1, 1, 1, 2]), np.array([7, 7, 15, 5 * 48 + 7]), np.array([[1.0], [3.0], [8.0], [5.0]], np.float32))
-    assert uids.tolist() == [1, 2] and p.shape == (2, BUCKETS + 102)
+    assert uids.tolist() == [1, 2] and p.shape == (2, BUCKETS + SUMMARY)
     assert p[0, 0] == 2.0 and p[0, 1] == 8.0 and p[1, 6] == 5.0 and p[:, :BUCKETS].sum() == 15.0
-    away, spread, between = p[0, BUCKETS : 2 * BUCKETS], p[0, 2 * BUCKETS : 3 * BUCKETS], p[0, 3 * BUCKETS : 3 * BUCKETS + 66]
+    g = p[0, BUCKETS : BUCKETS + 102]  # every window ends at phase 7: the first block of the summary
+    away, spread, between = g[:BUCKETS], g[BUCKETS : 2 * BUCKETS], g[2 * BUCKETS : 2 * BUCKETS + 66]
     assert np.allclose(away[:2], [2.0, 4.0]) and np.allclose(spread[:2], [1.0, 0.0]) and np.isclose(between[0], 6.0)
-    assert np.allclose(p[0, -BUCKETS:][:2], np.log1p([2, 1]))
+    assert np.allclose(g[-BUCKETS:][:2], np.log1p([2, 1]))
 
 
 def test_stays_merge_consecutive_observations_of_one_cell():
