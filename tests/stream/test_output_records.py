@@ -102,8 +102,10 @@ def test_union_is_sorted_unique_with_row_lookup():
     for p in parts:
         assert (cells[at[p]] == p).all()
     assert _union([np.zeros(0, np.int64)] * 3)[0].tolist() == []
-    with pytest.raises(StreamError, match="negative cell id -4"):
+    with pytest.raises(StreamError, match="cell id -4 in an assembled flow"):
         _union([np.array([3, -4])])
+    with pytest.raises(StreamError, match="cell id 67108864 in an assembled flow"):
+        _union([np.array([3, 1 << 26])])
 
 
 @pytest.fixture
