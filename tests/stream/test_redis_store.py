@@ -108,3 +108,28 @@ async def test_partial_windows_give_the_same_flows(aredis):
     p_ids, p_counts = slot_flows(part[0][1])
     assert f_ids.tolist() == p_ids.tolist() and f_counts.tolist() == p_counts.tolist()
     assert (part[0][1][:, -1] == full[0][1][:, -1]).all()
+
+
+async def test_catching_up_many_slots_assembles_them_all_a_few_per_script(aredis, monkeypatch):
+    import stream.windows.redis_store as rs
+
+    calls = []
+    evalsha = rs.RedisWindowStore._eval
+
+    def counting(self, pipe, name, *args):
+        calls.append(name)
+        evalsha(self, pipe, name, *args)
+
+    monkeypatch.setattr(rs.RedisWindowStore, "_eval", counting)
+    monkeypatch.setattr(rs, "ASSEMBLE_PER_CALL", 3)
+    store = RedisWindowStore(aredis)
+    proc = processor(store, n_partitions=2)
+    # Partition 0 runs 20 slots ahead (slots 0-19 closed); partition 1 then closes them all in one batch.
+    await proc.process(0, [msg(*[ping(1, s, 1 + s % 5, 1) for s in range(21)])])
+    calls.clear()
+    out = await proc.process(1, [msg(*[ping(2, s, 2, 2) for s in range(21)], ping(2, 22, 2, 2))])
+    assert out.assembled == [("A", s) for s in range(20)]  # every slot, oldest first
+    assert calls.count("ADVANCE") == 7  # 20 slots, 3 a call
+    assert int(await aredis.get(Keys().assembled)) == 19
+    flows = await store.flows("A", [0, 7, 19])
+    assert [sum(v[0] for v in flows[s].values()) for s in (0, 7, 19)] == [2, 2, 2]  # both users, every slot
