@@ -34,6 +34,8 @@ def worker(
     web_port: int = opt(6066, "web_port", "Faust web port (0 = off); each worker on a host needs its own."),
     metrics_port: int = opt(9108, "metrics_port", "Prometheus /metrics port (0 = off); each worker its own."),
     session_timeout: float = opt(6.0, "session_timeout", "Kafka consumer session and rebalance timeout, seconds."),
+    redis_timeout: float = opt(60.0, "redis_timeout", "Seconds a Redis reply may take before the worker counts Redis as "
+                               "down and retries the batch; under load one reply can wait behind other workers' scripts."),
     grid_origin_lat: float = opt(35.30, "grid_origin_lat", "Latitude of the grid's south-west corner (lat/lon pings)."),
     grid_origin_lon: float = opt(139.20, "grid_origin_lon", "Longitude of the grid's south-west corner."),
     max_message_bytes: int = opt(1_048_576, "max_message_bytes", "Larger messages are dead-lettered as oversize."),
@@ -57,7 +59,7 @@ def worker(
     s = WorkerSettings(
         bootstrap=ends.bootstrap, redis_url=ends.redis_url, app=app, topics=Topics(pings_topic, dlq_topic, forecasts_topic, embeddings_topic),
         partitions=partitions, lateness=lateness, ttl=ttl, retain_slots=retain_slots, batch_size=batch_size, batch_wait=batch_wait,
-        web_port=web_port, metrics_port=metrics_port, session_timeout=session_timeout, origin=origin,
+        web_port=web_port, metrics_port=metrics_port, session_timeout=session_timeout, redis_timeout=redis_timeout, origin=origin,
         limits=grid_limits(grid_origin_lat, grid_origin_lon, max_message_bytes, max_future),
         forecaster=forecaster, embedder=embedder, torch_threads=torch_threads, data_dir=paths.state_dir() / "worker" / app,
         kafka_security=kafka_security, redis_security=redis_security,

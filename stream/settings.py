@@ -49,6 +49,7 @@ class WorkerSettings:
     web_port: int = 6066
     metrics_port: int = 9108
     session_timeout: float = 6.0
+    redis_timeout: float = 60.0  # seconds one Redis reply may take before the batch is retried
     origin: int = DEFAULT_ORIGIN
     limits: Limits = field(default_factory=Limits)
     forecaster: Path | None = None
@@ -69,6 +70,7 @@ class WorkerSettings:
             (self.batch_size >= 1, "batch_size", "must be >= 1"),
             (self.batch_wait > 0, "batch_wait", "must be > 0 seconds"),
             (self.session_timeout >= 1, "session_timeout", "must be >= 1 second"),
+            (self.redis_timeout >= 1, "redis_timeout", "must be >= 1 second"),
             (self.torch_threads >= 0, "torch_threads", "must be >= 0 (0 = torch's default, one per core)"),
             (self.app.replace("-", "").replace("_", "").isalnum(), "app", "must be letters, digits, - or _"),
         ]

@@ -38,7 +38,10 @@ class Runner:
 
         from stream.security import redis_kwargs
 
-        client = aioredis.Redis.from_url(self.s.redis_url, **redis_kwargs(self.s.redis_url, self.s.redis_security))
+        # redis-py's default socket timeout (5 s) is shorter than a reply can take when several workers load one
+        # Redis: they timed out, retried their batches and kept Redis saturated (4 workers, 100k-user city).
+        client = aioredis.Redis.from_url(self.s.redis_url, socket_timeout=self.s.redis_timeout,
+                                         **redis_kwargs(self.s.redis_url, self.s.redis_security))
         store = RedisWindowStore(client, self.s.keys, self.s.ttl)
         hooks = {}
         if self.outputs is not None:

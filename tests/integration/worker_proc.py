@@ -61,12 +61,18 @@ class WorkerProc:
 
 def wait_assembled(redis_url: str, app: str, slot: int, proc: WorkerProc | list, timeout: float = 90.0) -> None:
     """Wait until every partition has closed `slot` and its flows are assembled."""
-    r = redis.Redis.from_url(redis_url)
+    r = redis.Redis.from_url(redis_url, socket_timeout=60)  # a loaded Redis can take longer than redis-py's 5 s
     procs = proc if isinstance(proc, list) else [proc]
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            got = r.get(f"{app}:assembled")
+            try:
+                got = r.get(f"{app}:assembled")
+            except redis.ResponseError as exc:  # BUSY: a worker's script holds Redis; ask again
+                if not str(exc).startswith("BUSY"):
+                    raise
+                time.sleep(0.2)
+                continue
             if got is not None and int(got) >= slot:
                 return
             for p in procs:

@@ -17,6 +17,12 @@ def test_torch_threads_must_not_be_negative():
     assert WorkerSettings(bootstrap="b", redis_url="redis://x").torch_threads == 0
 
 
+def test_redis_timeout_is_at_least_a_second():
+    with pytest.raises(SettingsError, match=r"redis_timeout \(MOBSTREAM_REDIS_TIMEOUT\) = 0.5 must be >= 1 second"):
+        WorkerSettings(bootstrap="b", redis_url="redis://x", redis_timeout=0.5)
+    assert WorkerSettings(bootstrap="b", redis_url="redis://x").redis_timeout == 60.0
+
+
 @pytest.mark.parametrize("threads,models,expected", [(1, True, 1), (0, True, None), (1, False, None)])
 def test_set_torch_threads(threads, models, expected):
     # In a child: torch's thread count is process-wide and other tests must keep theirs.
