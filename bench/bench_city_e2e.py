@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import redis
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_ingest import machine  # noqa: E402
@@ -60,7 +62,13 @@ def wait_done(redis_url: str, r, app: str, last: int, worker: WorkerProc, timeou
     """Until the slot is assembled (every partition closed it) and its forecasts are in Redis."""
     deadline = time.monotonic() + timeout
     wait_assembled(redis_url, app, last, worker, timeout)
-    while not r.exists(Keys(app).forecast("A", last)):
+    while True:
+        try:
+            if r.exists(Keys(app).forecast("A", last)):
+                return
+        except redis.ResponseError as exc:  # BUSY: a worker's script holds Redis; ask again
+            if not str(exc).startswith("BUSY"):
+                raise
         if time.monotonic() > deadline or worker.proc.poll() is not None:
             raise SystemExit(f"slot {last}: no forecasts after {timeout:.0f} s:\n{worker.tail()}")
         time.sleep(0.5)
@@ -86,7 +94,6 @@ def main() -> int:
     days = min(a.replay_days or a.days, a.days)
     data = a.data or city(a.users, a.days)
 
-    import redis
 
     from stream.services import EmbeddedServices, ServicesConfig, create_topic
 
@@ -103,7 +110,9 @@ def main() -> int:
                                           extra=["--forecaster", str(a.forecaster), "--embedder", str(a.embedder),
                                                  "--torch-threads", str(a.torch_threads), "--retain-slots", "96"]))
             worker = workers[0]
-            r = redis.Redis.from_url(redis_url)
+            r = redis.Redis.from_url(redis_url, socket_timeout=60)
+            r.config_set("slowlog-log-slower-than", 100_000)  # us: Redis commands over 100 ms are listed at the end
+            r.config_set("slowlog-max-len", 1024)
             up_by = time.monotonic() + 120
             for w in workers:  # the workers' start (imports, checkpoints) is not part of the timed run
                 while True:
@@ -139,6 +148,12 @@ def main() -> int:
             print(f"  forecasts {m.get(('mobstream_forecasts_total', ''), 0):,.0f}, embeddings "
                   f"{m.get(('mobstream_embeddings_total', ''), 0):,.0f}; at replay end the worker had "
                   f"{m0.get(('mobstream_slots_assembled_total', ''), 0):,.0f} slots assembled")
+            slow = r.slowlog_get(1024)
+            if slow:
+                print(f"  Redis commands over 100 ms: {len(slow)}; the slowest:")
+                for e in sorted(slow, key=lambda e: -e["duration"])[:8]:
+                    cmd = e["command"] if isinstance(e["command"], bytes) else str(e["command"]).encode()
+                    print(f"    {e['duration'] / 1000:,.0f} ms  {cmd[:90].decode(errors='replace')}")
             if days < a.days:
                 print(f"extrapolated to all {a.days} days: {total * a.days / days / 60:,.0f} min (linear in slots)")
             r.close()
