@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 
 from models.slots import SLOTS_PER_DAY, WINDOW_SLOTS, weekday
-from models.windows import BUCKETS, Windows, latest_per_slot, time_bucket, windows_for
+from models.windows import BUCKETS, Windows, tiled_windows, time_bucket
 
 PARTS = BUCKETS // 2  # 4-hour parts of a day; bucket = part + PARTS on weekends
 NIGHT_PARTS = (0, PARTS - 1)  # 20:00-04:00: where a home is
@@ -34,15 +34,7 @@ def profile_windows(uid, slot, x, y) -> Windows:
     """The windows a profile pools: per phase in `PHASES`, back-to-back 8-slot windows ending at slots
     8k + phase that hold at least one observation (every observation lies in one window of each phase),
     sorted by (uid, end slot)."""
-    u, s, _, _ = latest_per_slot(uid, slot, x, y)
-    q_uid, q_end = [], []
-    for phase in PHASES:
-        keys = np.unique(np.stack([u, np.floor_divide(s + WINDOW_SLOTS - 1 - phase, WINDOW_SLOTS)], axis=1), axis=0)
-        q_uid.append(keys[:, 0])
-        q_end.append(keys[:, 1] * WINDOW_SLOTS + phase)
-    q_uid, q_end = np.concatenate(q_uid), np.concatenate(q_end)
-    order = np.lexsort((q_end, q_uid))
-    return windows_for(uid, slot, x, y, q_uid[order], q_end[order])
+    return tiled_windows(uid, slot, x, y, phases=PHASES)
 
 
 def mean_by_user(uid: np.ndarray, emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -98,12 +98,19 @@ def windows_at_observations(uid, slot, x, y, size: int = WINDOW_SLOTS) -> Window
     return windows_for(uid, slot, x, y, u, s, size)
 
 
-def tiled_windows(uid, slot, x, y, size: int = WINDOW_SLOTS) -> Windows:
-    """Back-to-back windows tiling each user's sequence (ending at slots size-1, 2*size-1, ...), keeping
-    those with at least one observation; every observation lands in exactly one window."""
+def tiled_windows(uid, slot, x, y, size: int = WINDOW_SLOTS, phases=None) -> Windows:
+    """Back-to-back windows tiling each user's sequence, keeping those with at least one observation,
+    sorted by (uid, end slot). Per phase p in `phases` (default: size-1 alone) the windows end at slots
+    size*k + p, so every observation lands in exactly one window of each phase."""
     u, s, _, _ = latest_per_slot(uid, slot, x, y)
-    keys = np.unique(np.stack([u, np.floor_divide(s, size)], axis=1), axis=0)
-    return windows_for(uid, slot, x, y, keys[:, 0], keys[:, 1] * size + size - 1, size)
+    q_uid, q_end = [], []
+    for phase in (size - 1,) if phases is None else phases:
+        keys = np.unique(np.stack([u, np.floor_divide(s + size - 1 - phase, size)], axis=1), axis=0)
+        q_uid.append(keys[:, 0])
+        q_end.append(keys[:, 1] * size + phase)
+    q_uid, q_end = np.concatenate(q_uid), np.concatenate(q_end)
+    order = np.lexsort((q_end, q_uid))
+    return windows_for(uid, slot, x, y, q_uid[order], q_end[order], size)
 
 
 def time_features(end_slot, size: int = WINDOW_SLOTS) -> tuple[np.ndarray, np.ndarray]:
