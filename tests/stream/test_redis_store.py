@@ -133,3 +133,29 @@ async def test_catching_up_many_slots_assembles_them_all_a_few_per_script(aredis
     assert int(await aredis.get(Keys().assembled)) == 19
     flows = await store.flows("A", [0, 7, 19])
     assert [sum(v[0] for v in flows[s].values()) for s in (0, 7, 19)] == [2, 2, 2]  # both users, every slot
+
+
+async def test_a_big_batch_is_applied_in_parts_with_the_same_result(aredis, monkeypatch):
+    import stream.windows.redis_store as rs
+
+    # 21 pings of one slot, two cities, a user seen twice (the later ping wins) and split across parts.
+    batch = [msg(*[ping(u, 0, 1 + u % 7, 1 + u % 3, off=u, city="AB"[u % 2]) for u in range(1, 19)]),
+             msg(ping(3, 0, 9, 9, off=900.0, city="B"), ping(30, 0, 2, 2), ping(31, 0, 2, 3))]
+    out = await processor(RedisWindowStore(aredis, Keys("whole"))).process(0, batch)
+    assert out.accepted == 21
+    calls = []
+    evalsha = rs.RedisWindowStore._eval
+
+    def counting(self, pipe, name, *args):
+        calls.append(name)
+        evalsha(self, pipe, name, *args)
+
+    monkeypatch.setattr(rs.RedisWindowStore, "_eval", counting)
+    monkeypatch.setattr(rs, "APPLY_PINGS_PER_CALL", 4)
+    await processor(RedisWindowStore(aredis, Keys("parts"))).process(0, batch)
+    assert calls.count("APPLY") == 6  # 21 pings, 4 a script
+    state = await dump(aredis)
+    whole = {k[len(b"whole:"):]: v for k, v in state.items() if k.startswith(b"whole:")}
+    parts = {k[len(b"parts:"):]: v for k, v in state.items() if k.startswith(b"parts:")}
+    assert whole and parts == whole
+    assert (await aredis.hget(Keys("parts").cells("B", 0), "3")).decode().endswith("|" + str((9 - 1) * 200 + 8))
