@@ -50,6 +50,21 @@ def processor(store, n_partitions=1, lateness=0.0):
     return Processor(store, Limits(), lateness=lateness, n_partitions=n_partitions, origin=DEFAULT_ORIGIN)
 
 
+def script_calls(monkeypatch) -> list[str]:
+    """The names of the Lua scripts the stores run from now on, in order."""
+    import stream.windows.redis_store as rs
+
+    calls = []
+    evalsha = rs.RedisWindowStore._eval
+
+    def counting(self, pipe, name, *args):
+        calls.append(name)
+        evalsha(self, pipe, name, *args)
+
+    monkeypatch.setattr(rs.RedisWindowStore, "_eval", counting)
+    return calls
+
+
 async def test_latest_event_time_wins_and_is_idempotent(aredis):
     store = RedisWindowStore(aredis)
     batch = [msg(ping(1, 0, 3, 3, off=100), ping(1, 0, 4, 4, off=50), ping(2, 0, 5, 5))]
@@ -113,14 +128,7 @@ async def test_partial_windows_give_the_same_flows(aredis):
 async def test_catching_up_many_slots_assembles_them_all_a_few_per_script(aredis, monkeypatch):
     import stream.windows.redis_store as rs
 
-    calls = []
-    evalsha = rs.RedisWindowStore._eval
-
-    def counting(self, pipe, name, *args):
-        calls.append(name)
-        evalsha(self, pipe, name, *args)
-
-    monkeypatch.setattr(rs.RedisWindowStore, "_eval", counting)
+    calls = script_calls(monkeypatch)
     monkeypatch.setattr(rs, "ASSEMBLE_PER_CALL", 3)
     store = RedisWindowStore(aredis)
     proc = processor(store, n_partitions=2)
@@ -143,14 +151,7 @@ async def test_a_big_batch_is_applied_in_parts_with_the_same_result(aredis, monk
              msg(ping(3, 0, 9, 9, off=900.0, city="B"), ping(30, 0, 2, 2), ping(31, 0, 2, 3))]
     out = await processor(RedisWindowStore(aredis, Keys("whole"))).process(0, batch)
     assert out.accepted == 21
-    calls = []
-    evalsha = rs.RedisWindowStore._eval
-
-    def counting(self, pipe, name, *args):
-        calls.append(name)
-        evalsha(self, pipe, name, *args)
-
-    monkeypatch.setattr(rs.RedisWindowStore, "_eval", counting)
+    calls = script_calls(monkeypatch)
     monkeypatch.setattr(rs, "APPLY_PINGS_PER_CALL", 4)
     await processor(RedisWindowStore(aredis, Keys("parts"))).process(0, batch)
     assert calls.count("APPLY") == 6  # 21 pings, 4 a script
