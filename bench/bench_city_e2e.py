@@ -29,7 +29,7 @@ from bench.bench_ingest import machine  # noqa: E402
 from bench.scratch import scratch  # noqa: E402
 from mobstream.demo import mobstream_argv as mobstream  # noqa: E402
 from stream.keys import Keys  # noqa: E402
-from tests.integration.worker_proc import WorkerProc, wait_assembled  # noqa: E402
+from tests.integration.worker_proc import WorkerProc, unless_busy, wait_assembled  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,19 +58,14 @@ def city(users: int, days: int) -> Path:
     return data
 
 
-def wait_done(redis_url: str, r, app: str, last: int, worker: WorkerProc, timeout: float) -> None:
+def wait_done(redis_url: str, r, app: str, last: int, workers: list[WorkerProc], timeout: float) -> None:
     """Until the slot is assembled (every partition closed it) and its forecasts are in Redis."""
     deadline = time.monotonic() + timeout
-    wait_assembled(redis_url, app, last, worker, timeout)
-    while True:
-        try:
-            if r.exists(Keys(app).forecast("A", last)):
-                return
-        except redis.ResponseError as exc:  # BUSY: a worker's script holds Redis; ask again
-            if not str(exc).startswith("BUSY"):
-                raise
-        if time.monotonic() > deadline or worker.proc.poll() is not None:
-            raise SystemExit(f"slot {last}: no forecasts after {timeout:.0f} s:\n{worker.tail()}")
+    wait_assembled(redis_url, app, last, workers, timeout)
+    while not unless_busy(lambda: r.exists(Keys(app).forecast("A", last))):
+        dead = [w for w in workers if w.proc.poll() is not None]
+        if time.monotonic() > deadline or dead:
+            raise SystemExit(f"slot {last}: no forecasts after {timeout:.0f} s:\n{(dead or workers)[0].tail()}")
         time.sleep(0.5)
 
 
@@ -109,7 +104,6 @@ def main() -> int:
                 workers.append(WorkerProc(bootstrap, redis_url, topic, app, a.partitions, tmp / f"w{i}" / "worker.log",
                                           extra=["--forecaster", str(a.forecaster), "--embedder", str(a.embedder),
                                                  "--torch-threads", str(a.torch_threads), "--retain-slots", "96"]))
-            worker = workers[0]
             r = redis.Redis.from_url(redis_url, socket_timeout=60)
             r.config_set("slowlog-log-slower-than", 100_000)  # us: Redis commands over 100 ms are listed at the end
             r.config_set("slowlog-max-len", 1024)
@@ -133,7 +127,7 @@ def main() -> int:
                            check=True, env=env)
             replayed = time.perf_counter() - t0
             m0 = scrape(workers)
-            wait_done(redis_url, r, app, days * 48 - 1, worker, a.timeout)
+            wait_done(redis_url, r, app, days * 48 - 1, workers, a.timeout)
             total = time.perf_counter() - t0
             m = scrape(workers)
             pings = m.get(("mobstream_pings_total", "accepted"), 0.0)

@@ -16,7 +16,7 @@ from models.encoder import FORMAT, KIND, EncoderConfig, TrajectoryEncoder
 from models.exceptions import ModelsError
 from models.profiles import profile_windows, profiles
 from models.slots import WINDOW_SLOTS
-from models.windows import Windows, model_input
+from models.windows import Windows, model_input, sample_per_user
 
 
 class EmbedderError(ModelsError):
@@ -79,8 +79,5 @@ class TrajectoryEmbedder:
         """
         w = profile_windows(uid, slot, x, y)
         if max_tiles is not None:
-            keep = np.random.default_rng(seed).permutation(len(w))
-            order = keep[np.argsort(w.uid[keep], kind="stable")]
-            start = np.searchsorted(w.uid[order], w.uid[order], side="left")
-            w = w.take(np.sort(order[np.arange(len(order)) - start < max_tiles]))
+            w = w.take(sample_per_user(w.uid, max_tiles, np.random.default_rng(seed)))
         return profiles(w.uid, w.end_slot, self.embed_windows(w), time_aware)

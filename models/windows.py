@@ -113,6 +113,16 @@ def tiled_windows(uid, slot, x, y, size: int = WINDOW_SLOTS, phases=None) -> Win
     return windows_for(uid, slot, x, y, q_uid[order], q_end[order], size)
 
 
+def sample_per_user(uid: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of at most k random rows per uid (rows of a uid need not be contiguous), sorted."""
+    key = rng.random(len(uid))
+    order = np.lexsort((key, uid))
+    u = uid[order]
+    start = np.r_[0, np.flatnonzero(u[1:] != u[:-1]) + 1]
+    rank = np.arange(len(u)) - np.repeat(start, np.diff(np.r_[start, len(u)]))
+    return np.sort(order[rank < k])
+
+
 def time_features(end_slot, size: int = WINDOW_SLOTS) -> tuple[np.ndarray, np.ndarray]:
     """Slot of day (0..47) and day of week (0..6, 0 = Monday) of each slot of windows ending at `end_slot`.
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from models.slots import SLOTS_PER_DAY, WINDOW_SLOTS
-from models.windows import Windows, latest_per_slot, model_input, windows_at_observations, windows_for
+from models.windows import Windows, latest_per_slot, model_input, sample_per_user, windows_at_observations, windows_for
 from training.exceptions import DataFormatError
 
 
@@ -89,16 +89,6 @@ def make_pairs(obs: Observations, rng: np.random.Generator | None = None, per_us
 
 def window_input(w: Windows) -> np.ndarray:
     return model_input(w.x, w.y, w.mask, w.end_slot)
-
-
-def sample_per_user(uid: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of at most k random rows per uid (rows of a uid need not be contiguous), sorted."""
-    key = rng.random(len(uid))
-    order = np.lexsort((key, uid))
-    u = uid[order]
-    start = np.r_[0, np.flatnonzero(u[1:] != u[:-1]) + 1]
-    rank = np.arange(len(u)) - np.repeat(start, np.diff(np.r_[start, len(u)]))
-    return np.sort(order[rank < k])
 
 
 def load_labels(path: str | Path) -> "pd.DataFrame":  # noqa: F821

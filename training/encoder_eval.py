@@ -156,7 +156,8 @@ def evaluate(st: EncoderEvalSettings) -> dict:
         torch.set_num_threads(st.threads)
     t0 = time.perf_counter()
     emb = TrajectoryEmbedder.load(st.checkpoint)
-    extra = checkpoint.load(st.checkpoint, emb.kind)["extra"]
+    ck = checkpoint.load(st.checkpoint, emb.kind)
+    extra = ck["extra"]
     below = st.train_uid_below if st.train_uid_below is not None else int(extra.get("train_uid_below", 4000))
     st = EncoderEvalSettings(**{**st.__dict__, "train_uid_below": below,
                                 "labels": st.labels or labels_path_for(st.data), "poi": st.poi or poi_path_for(st.data)})
@@ -168,7 +169,6 @@ def evaluate(st: EncoderEvalSettings) -> dict:
     if st.max_tiles is not None:
         w = w.take(sample_per_user(w.uid, st.max_tiles, np.random.default_rng(st.seed)))
     torch.manual_seed(st.seed)
-    ck = checkpoint.load(st.checkpoint, emb.kind)
     base = TrajectoryEncoder(EncoderConfig(**ck["model_args"]))
     base.spatial.poi.copy_(ck["state_dict"]["spatial.poi"])  # the POI vectors are data, not learned weights
     windows = {

@@ -131,6 +131,9 @@ class RedisWindowStore(WindowStore):
         return [column_lines(raw, full) for raw in await self._run(fill)]
 
     async def finish_close(self, part, partials, closed_through, n_partitions, purge):
+        def advance(pipe):
+            self._eval(pipe, "ADVANCE", self.root, part, closed_through, n_partitions, self.ttl, ASSEMBLE_PER_CALL)
+
         def fill(pipe):
             for city, slot, cells, counts in partials:
                 # One JSON string per share: packing thousands of hash fields cost more than the rest of the close.
@@ -142,9 +145,6 @@ class RedisWindowStore(WindowStore):
             advance(pipe)
             for city, slot in purge:
                 self._eval(pipe, "PURGE", self.keys.city(city), part, slot)
-
-        def advance(pipe):
-            self._eval(pipe, "ADVANCE", self.root, part, closed_through, n_partitions, self.ttl, ASSEMBLE_PER_CALL)
 
         got = orjson.loads((await self._run(fill))[-1 - len(purge)])
         made = list(got["made"])

@@ -59,6 +59,16 @@ class WorkerProc:
         return self.log.read_bytes()[-n:].decode(errors="replace")
 
 
+def unless_busy(call, default=None):
+    """call(), or `default` while Redis answers BUSY (a worker's Lua script holds it): ask again later."""
+    try:
+        return call()
+    except redis.ResponseError as exc:
+        if not str(exc).startswith("BUSY"):
+            raise
+        return default
+
+
 def wait_assembled(redis_url: str, app: str, slot: int, proc: WorkerProc | list, timeout: float = 90.0) -> None:
     """Wait until every partition has closed `slot` and its flows are assembled."""
     r = redis.Redis.from_url(redis_url, socket_timeout=60)  # a loaded Redis can take longer than redis-py's 5 s
@@ -66,13 +76,7 @@ def wait_assembled(redis_url: str, app: str, slot: int, proc: WorkerProc | list,
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            try:
-                got = r.get(f"{app}:assembled")
-            except redis.ResponseError as exc:  # BUSY: a worker's script holds Redis; ask again
-                if not str(exc).startswith("BUSY"):
-                    raise
-                time.sleep(0.2)
-                continue
+            got = unless_busy(lambda: r.get(f"{app}:assembled"))
             if got is not None and int(got) >= slot:
                 return
             for p in procs:
