@@ -46,6 +46,13 @@ def worker(
     embedder: Path = opt(None, "embedder", "Trajectory embedder checkpoint (watched; embeddings off when unset)."),
     torch_threads: int = opt(0, "torch_threads", "CPU threads for model inference (0 = torch's default, one per core); "
                              "1 when the worker shares its cores with Redis, the broker or other workers."),
+    role: str = opt("all", "role", "ingest: pings -> windows, slot closing, slot work out (never imports torch); "
+                    "infer: slot work -> forecasts, embeddings, live error; all: both in one process."),
+    work_topic: str = opt("", "work_topic", "Internal slot-work topic (ingest -> infer); empty = <app>-slot-work."),
+    work_partitions: int = opt(0, "work_partitions", "Partitions of the slot-work topic, the most infer workers that "
+                               "share it (0 = --partitions); every worker of the app must use the same."),
+    max_inference_lag: int = opt(0, "max_inference_lag", "Skip slot work more than this many slots behind the newest "
+                                 "slot (counted in mobstream_work_skipped_total); 0 = never skip."),
     loglevel: str = opt("info", "loglevel", "Log level."),
     kafka_security=None,
     redis_security=None,
@@ -57,12 +64,13 @@ def worker(
 
     ends = resolve_endpoints(bootstrap, redis_url)
     s = WorkerSettings(
-        bootstrap=ends.bootstrap, redis_url=ends.redis_url, app=app, topics=Topics(pings_topic, dlq_topic, forecasts_topic, embeddings_topic),
+        bootstrap=ends.bootstrap, redis_url=ends.redis_url, app=app, topics=Topics(pings_topic, dlq_topic, forecasts_topic, embeddings_topic, work_topic),
         partitions=partitions, lateness=lateness, ttl=ttl, retain_slots=retain_slots, batch_size=batch_size, batch_wait=batch_wait,
         web_port=web_port, metrics_port=metrics_port, session_timeout=session_timeout, redis_timeout=redis_timeout, origin=origin,
         limits=grid_limits(grid_origin_lat, grid_origin_lon, max_message_bytes, max_future),
         forecaster=forecaster, embedder=embedder, torch_threads=torch_threads, data_dir=paths.state_dir() / "worker" / app,
-        kafka_security=kafka_security, redis_security=redis_security,
+        kafka_security=kafka_security, redis_security=redis_security, role=role, work_partitions=work_partitions,
+        max_inference_lag=max_inference_lag,
     )
     w.run(s, loglevel)
 

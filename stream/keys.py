@@ -31,6 +31,10 @@ outputs are kept for the last `retain_slots` slots (stream.publication), so memo
   <app>:closed                    hash  partition -> last slot the partition closed
   <app>:assembled                 string last slot assembled for every city (all partitions closed it)
   <app>:latest                    hash  city -> last assembled slot (the dashboard's "now")
+  <app>:{part:<part>}:<city>:win:<slot> string a partition's closed-slot windows (uids + cells), read and
+                                        deleted by the embedding work item that names it (expires: ttl)
+  <app>:{city:<city>}:sent        zset  assembled slots whose forecast work item is on the slot-work topic
+                                        and not yet done (score = slot): not sent again
 cell = dense id (y-1)*200 + (x-1) (models.grid.cell_id); uid as sent (ints in decimal).
 """
 
@@ -101,3 +105,11 @@ class Keys:
     @property
     def latest(self) -> str:
         return f"{self.app}:latest"
+
+    def windows(self, city: str, slot: int, part: int) -> str:
+        """string: partition <part>'s closed-slot windows of <city> (stream.records.pack_windows), for inference."""
+        return f"{self.app}:{{part:{part}}}:{city}:win:{slot}"
+
+    def dispatched(self, city: str) -> str:
+        """zset: assembled slots whose forecast work is on the slot-work topic (score = slot)."""
+        return f"{self.app}:{{city:{city}}}:sent"

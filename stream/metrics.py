@@ -32,6 +32,17 @@ FORECAST_MAE = Gauge("mobstream_forecast_mae", "Mean absolute error of the last 
                      "over cells and channels, beside the persistence baseline's.", ["model"])
 REDIS_UP = Gauge("mobstream_redis_up", "0 while the worker's last Redis call failed (it retries the batch), else 1.")
 MODEL_LOADED = Gauge("mobstream_model_loaded", "1 when the model's checkpoint is loaded, 0 when it is off.", ["model"])
+WORK_LAG = Gauge("mobstream_work_lag_messages", "Slot-work items behind the slot-work topic partition's high "
+                 "watermark (how far inference is behind ingest).", ["partition"])
+INFERENCE_LAG_SLOTS = Gauge("mobstream_inference_lag_slots", "Slots between the newest closed (embed) or assembled "
+                            "(forecast) slot and the slot of the work item inference runs now.", ["kind"])
+WORK_SENT = Counter("mobstream_work_items_total", "Slot-work items sent to the slot-work topic, by kind.", ["kind"])
+WORK_SKIPPED = Counter("mobstream_work_skipped_total", "Slot-work items skipped as older than --max-inference-lag "
+                       "slots (no outputs for that slot), by kind.", ["kind"])
+LOOP_LAG = Histogram("mobstream_event_loop_lag_seconds", "How late the worker's event loop woke a 20 ms timer: the "
+                     "length of each pause in which nothing else (ingest, heartbeats) could run.",
+                     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10))
+LOOP_LAG_MAX = Gauge("mobstream_event_loop_max_lag_seconds", "The longest event-loop pause of the last minute.")
 
 
 def serve(port: int) -> None:

@@ -44,3 +44,41 @@ class Ledger:
         for c, slots in by_city.items():
             trimmed += await self._published(args=[self.keys.city(c), self.retain, self.ttl, *slots])
         return trimmed
+
+
+class WorkLedger(Ledger):
+    """The ledger when inference is a separate role: the ingest side hands a slot to the slot-work topic
+    (`done` = sent: ZADD `sent`), the infer side records it published once its records are flushed
+    (`published`). `pending` is unpub minus sent, so a lagging inference does not get a slot again at every
+    assembly; a crash between the send and `done` sends it again (at least once), and an infer worker that
+    dies mid-item gets the item again from Kafka (its offset is committed after the item is done)."""
+
+    async def pending(self) -> list[tuple[str, int]]:
+        todo = await super().pending()
+        cities = sorted({c for c, _ in todo})
+        if not cities:
+            return []
+        async with self.r.pipeline(transaction=False) as pipe:
+            for c in cities:
+                pipe.zrange(self.keys.dispatched(c), 0, -1)
+            sent = {(c, int(s)) for c, got in zip(cities, await pipe.execute()) for s in got}
+        return [cs for cs in todo if cs not in sent]
+
+    async def done(self, city_slots: list[tuple[str, int]]) -> int:
+        async with self.r.pipeline(transaction=False) as pipe:
+            for c, s in city_slots:
+                pipe.zadd(self.keys.dispatched(c), {s: s})
+                # An item done before its ZADD here leaves its slot behind: bounded like the outputs.
+                pipe.zremrangebyscore(self.keys.dispatched(c), "-inf", s - self.retain)
+                pipe.expire(self.keys.dispatched(c), self.ttl)
+            await pipe.execute()
+        return 0
+
+    async def published(self, city_slots: list[tuple[str, int]]) -> int:
+        """The slots' outputs are flushed: out of unpub and sent, into outs (trimmed to `retain`)."""
+        trimmed = await super().done(city_slots)
+        async with self.r.pipeline(transaction=False) as pipe:
+            for c, s in city_slots:
+                pipe.zrem(self.keys.dispatched(c), s)
+            await pipe.execute()
+        return trimmed

@@ -16,6 +16,8 @@ PINGS_TOPIC = "pings"
 DLQ_TOPIC = "pings-dlq"
 FORECASTS_TOPIC = "flow-forecasts"
 EMBEDDINGS_TOPIC = "user-embeddings"
+WORK_TOPIC = ""  # the slot-work topic; empty = "<app>-slot-work" (internal to one app)
+ROLES = ("all", "ingest", "infer")
 # The dashboard's default history (dashboard/settings.py history_slots): fewer retained slots would blank its charts.
 DASHBOARD_HISTORY_SLOTS = 48
 
@@ -30,6 +32,7 @@ class Topics:
     dlq: str = DLQ_TOPIC
     forecasts: str = FORECASTS_TOPIC
     embeddings: str = EMBEDDINGS_TOPIC
+    work: str = WORK_TOPIC
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,9 @@ class WorkerSettings:
     embedder: Path | None = None
     model_poll: float = 5.0
     torch_threads: int = 0  # 0 = torch's default (one per core)
+    role: str = "all"  # ingest (pings -> windows, slot work out), infer (slot work -> outputs), or both
+    work_partitions: int = 0  # partitions of the slot-work topic; 0 = as many as the pings topic
+    max_inference_lag: int = 0  # slots: older work is skipped (and counted); 0 = never skip
     data_dir: Path = Path("var/worker")
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     redis_security: RedisSecurity = field(default_factory=RedisSecurity)
@@ -72,6 +78,9 @@ class WorkerSettings:
             (self.session_timeout >= 1, "session_timeout", "must be >= 1 second"),
             (self.redis_timeout >= 1, "redis_timeout", "must be >= 1 second"),
             (self.torch_threads >= 0, "torch_threads", "must be >= 0 (0 = torch's default, one per core)"),
+            (self.role in ROLES, "role", f"must be one of {', '.join(ROLES)}"),
+            (self.work_partitions >= 0, "work_partitions", "must be >= 0 (0 = as many as partitions)"),
+            (self.max_inference_lag >= 0, "max_inference_lag", "must be >= 0 slots (0 = never skip)"),
             (self.app.replace("-", "").replace("_", "").isalnum(), "app", "must be letters, digits, - or _"),
         ]
         for ok, name, why in checks:
@@ -81,6 +90,18 @@ class WorkerSettings:
     @property
     def keys(self) -> Keys:
         return Keys(self.app)
+
+    @property
+    def work_topic(self) -> str:
+        return self.topics.work or f"{self.app}-slot-work"
+
+    @property
+    def n_work_partitions(self) -> int:
+        return self.work_partitions or self.partitions
+
+    def runs(self, role: str) -> bool:
+        """Does this worker run `role` (ingest or infer)?"""
+        return self.role in (role, "all")
 
 
 def grid_limits(origin_lat: float, origin_lon: float, max_bytes: int, max_future: float = 86_400.0) -> Limits:

@@ -21,36 +21,25 @@ log = logging.getLogger(__name__)
 class Runner:
     """The agent's state: the Redis store and Processor (built on the worker's event loop), the DLQ."""
 
-    def __init__(self, settings: WorkerSettings, app, topics: dict, outputs=None) -> None:
+    def __init__(self, settings: WorkerSettings, app, topics: dict) -> None:
         self.s = settings
         self.app = app
         self.dlq = topics["dlq"]
         self.topics = topics
-        self.outputs = outputs
         self.processor = None
 
     def _build(self) -> None:
-        import redis.asyncio as aioredis
-
         from stream.processor import Processor
-        from stream.publication import Ledger
+        from stream.publication import WorkLedger
+        from stream.slotwork import WorkSender
+        from stream.transport import make_producer
         from stream.windows.redis_store import RedisWindowStore
 
-        from stream.security import redis_kwargs
-
-        # redis-py's default socket timeout (5 s) is shorter than a reply can take when several workers load one
-        # Redis: they timed out, retried their batches and kept Redis saturated (4 workers, 100k-user city).
-        client = aioredis.Redis.from_url(self.s.redis_url, socket_timeout=self.s.redis_timeout,
-                                         **redis_kwargs(self.s.redis_url, self.s.redis_security))
+        client = redis_client(self.s)
         store = RedisWindowStore(client, self.s.keys, self.s.ttl)
-        hooks = {}
-        if self.outputs is not None:
-            from stream.outputs import make_producer
-
-            self.outputs.attach(client, make_producer(self.s.bootstrap, self.s.kafka_security))
-            hooks = {"on_closed": self.outputs.on_closed, "on_assembled": self.outputs.on_assembled,
-                     "full_windows": lambda: self.outputs.embedder.get() is not None}
-        ledger = Ledger(client, self.s.keys, self.s.retain_slots, self.s.ttl)
+        sender = WorkSender(self.s, client, make_producer(self.s.bootstrap, self.s.kafka_security))
+        hooks = {"on_closed": sender.on_closed, "on_assembled": sender.on_assembled, "full_windows": sender.full_windows}
+        ledger = WorkLedger(client, self.s.keys, self.s.retain_slots, self.s.ttl)
         self.processor = Processor(store, self.s.limits, lateness=self.s.lateness, n_partitions=self.s.partitions,
                                    origin=self.s.origin, ledger=ledger, **hooks)
 
@@ -74,18 +63,37 @@ class Runner:
     def _lag(self, last) -> None:
         now = time.time()
         m.INGEST_LAG_SECONDS.observe(max(0.0, now - last.timestamp))  # faust gives seconds
-        try:
-            high = self.app.consumer.highwater(last.tp)
-        except Exception:  # the consumer may be mid-rebalance; lag is best effort
-            return
-        if high is not None:
-            m.CONSUMER_LAG.labels(str(last.partition)).set(max(0, high - last.offset - 1))
+        consumer_lag(self.app, last, m.CONSUMER_LAG)
 
 
-def build_app(s: WorkerSettings, outputs=None):
-    """The Faust app with its one agent; nothing runs until a faust.Worker starts it."""
+def consumer_lag(app, last, gauge) -> None:
+    """Set the partition's gauge to the messages behind its high watermark after `last`."""
+    try:
+        high = app.consumer.highwater(last.tp)
+    except Exception:  # the consumer may be mid-rebalance; lag is best effort
+        return
+    if high is not None:
+        gauge.labels(str(last.partition)).set(max(0, high - last.offset - 1))
+
+
+def redis_client(s: WorkerSettings):
+    """The worker's asyncio Redis client."""
+    import redis.asyncio as aioredis
+
+    from stream.security import redis_kwargs
+
+    # redis-py's default socket timeout (5 s) is shorter than a reply can take when several workers load one
+    # Redis: they timed out, retried their batches and kept Redis saturated (4 workers, 100k-user city).
+    return aioredis.Redis.from_url(s.redis_url, socket_timeout=s.redis_timeout,
+                                   **redis_kwargs(s.redis_url, s.redis_security))
+
+
+def build_app(s: WorkerSettings, inference=None):
+    """The Faust app with the agents of the worker's role (`inference`: a stream.inference.Inference for the infer
+    role); nothing runs until a faust.Worker starts it."""
     import faust
 
+    from stream.looplag import LoopLag
     from stream.security import faust_kwargs
 
     app = faust.App(
@@ -106,24 +114,49 @@ def build_app(s: WorkerSettings, outputs=None):
         processing_guarantee="at_least_once",
         **faust_kwargs(s.kafka_security),
     )
-    pings = app.topic(s.topics.pings, key_type=bytes, value_type=bytes, key_serializer="raw",
-                      value_serializer="raw", partitions=s.partitions)
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-    topics = {"dlq": app.topic(s.topics.dlq, **raw), "forecasts": app.topic(s.topics.forecasts, **raw),
-              "embeddings": app.topic(s.topics.embeddings, **raw)}
-    runner = Runner(s, app, topics, outputs)
+    if s.runs("ingest"):
+        pings = app.topic(s.topics.pings, partitions=s.partitions, **raw)
+        runner = Runner(s, app, {"dlq": app.topic(s.topics.dlq, **raw)})
 
-    @app.agent(pings, name="ingest")
-    async def ingest(stream):
-        async for events in stream.take_events(s.batch_size, within=s.batch_wait):
-            await runner.handle(events)
+        @app.agent(pings, name="ingest")
+        async def ingest(stream):
+            async for events in stream.take_events(s.batch_size, within=s.batch_wait):
+                await runner.handle(events)
+
+    if s.runs("infer"):
+        add_infer_agent(app, s, inference, raw)
+
+    @app.task
+    async def watch_loop() -> None:
+        await LoopLag().run()
+
+    return app
+
+
+def add_infer_agent(app, s: WorkerSettings, inference, raw: dict) -> None:
+    """The infer agent: slot-work items in topic order, each done (outputs flushed) before its offset is acked."""
+    from stream.publication import WorkLedger
+    from stream.slotwork import WorkRunner
+    from stream.transport import make_producer
+
+    work = app.topic(s.work_topic, partitions=s.n_work_partitions, **raw)
+    state: dict = {}
+
+    @app.agent(work, name="infer")
+    async def infer(stream):
+        async for events in stream.take_events(64, within=s.batch_wait):
+            if not state:
+                client = redis_client(s)
+                inference.attach(client, make_producer(s.bootstrap, s.kafka_security))
+                state["runner"] = WorkRunner(s, inference, WorkLedger(client, s.keys, s.retain_slots, s.ttl))
+            for e in events:
+                await state["runner"].run(e.message.value)
+            consumer_lag(app, events[-1].message, m.WORK_LAG)
 
     @app.on_before_shutdown.connect
     async def flush_outputs(app, **kwargs) -> None:
-        if outputs is not None:
-            await outputs.close()
-
-    return app
+        await inference.close()
 
 
 def set_torch_threads(s: WorkerSettings) -> None:
@@ -139,17 +172,28 @@ def run(s: WorkerSettings, loglevel: str = "info") -> None:
     """Create the topics, start the metrics endpoint, and run the Faust worker until it is stopped."""
     import faust
 
-    from stream.outputs import Outputs
     from stream.exceptions import ServiceError
     from stream.security import aiokafka_kwargs, check_redis
     from stream.services import create_topic
+    from stream.settings import SettingsError
 
-    set_torch_threads(s)
-    outputs = Outputs(s)
-    outputs.check()  # a checkpoint that is there but does not load stops the worker now, not at the first close
+    inference = None
+    if s.runs("infer"):  # the ingest role never imports torch
+        from stream.inference import Inference
+
+        set_torch_threads(s)
+        inference = Inference(s)
+        inference.check()  # a checkpoint that is there but does not load stops the worker now, not at the first close
     check_redis(s.redis_url, s.redis_security)  # a refused password fails here, naming the setting
     kafka = aiokafka_kwargs(s.kafka_security)
     create_topic(s.bootstrap, s.topics.pings, s.partitions, client=kafka)
+    try:
+        create_topic(s.bootstrap, s.work_topic, s.n_work_partitions, client=kafka)
+    except ServiceError as exc:  # items are placed on partitions by number: every worker must agree
+        if "exists with" not in str(exc):
+            raise
+        raise SettingsError(f"setting work_partitions (MOBSTREAM_WORK_PARTITIONS) = {s.work_partitions}: {exc}; "
+                            "set it to the topic's partition count") from exc
     for name in (s.topics.dlq, s.topics.forecasts, s.topics.embeddings):
         try:
             create_topic(s.bootstrap, name, s.partitions, client=kafka)
@@ -158,6 +202,14 @@ def run(s: WorkerSettings, loglevel: str = "info") -> None:
                 raise
     Path(s.data_dir).mkdir(parents=True, exist_ok=True)
     m.serve(s.metrics_port)
-    app = build_app(s, outputs)
-    log.info("worker %s: %s -> redis %s; %s", s.app, s.topics.pings, s.redis_url.split("@")[-1], outputs.describe())
+    app = build_app(s, inference)
+    log.info("worker %s, role %s: %s -> redis %s; %s", s.app, s.role, s.topics.pings, s.redis_url.split("@")[-1],
+             describe(s))
     faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+def describe(s: WorkerSettings) -> str:
+    parts = []
+    for name, path in (("forecasts", s.forecaster), ("embeddings", s.embedder)):
+        parts.append(f"{name} from {path}" if path else f"{name} OFF (no checkpoint set)")
+    return ", ".join(parts) + f"; slot work on {s.work_topic} ({s.n_work_partitions} partitions)"

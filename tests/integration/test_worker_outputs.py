@@ -18,7 +18,7 @@ from models.flows import flow_counts
 from models.grid import cell_id
 from models.slots import replay_ts, slot_from_dt, slots_of
 from models.windows import windows_for
-from stream.outputs import unpack_forecasts
+from stream.records import unpack_forecasts
 from tests.integration.worker_proc import WorkerProc, wait_assembled
 from tests.stream.tiny_city import write_city
 from tests.stream.tiny_models import encoder_checkpoint, flow_checkpoint

@@ -14,16 +14,9 @@ import redis.exceptions
 
 from models.grid import cell_xy
 from stream.exceptions import StreamError
-from stream.outputs import (
-    Outputs,
-    _union,
-    embedding_doc,
-    embedding_docs,
-    execute_packed,
-    forecast_records,
-    parse_flow,
-    unpack_forecasts,
-)
+from stream.inference import Inference, _union
+from stream.records import EMBED, Work, embedding_doc, embedding_docs, forecast_records, pack_windows, parse_flow, unpack_forecasts
+from stream.transport import execute_packed
 from stream.readers import parse_embedding
 from stream.settings import Topics, WorkerSettings
 from stream.windows import lua_slots as lua
@@ -158,10 +151,10 @@ class FakeProducer:
         return 0
 
 
-def outputs(aredis, redis_url) -> tuple[Outputs, FakeProducer]:
+def outputs(aredis, redis_url) -> tuple[Inference, FakeProducer]:
     s = WorkerSettings(bootstrap="unused:9092", redis_url=redis_url, app="orec",
                        topics=Topics(forecasts="fc-t", embeddings="emb-t"))
-    out, producer = Outputs(s), FakeProducer()
+    out, producer = Inference(s), FakeProducer()
     out.attach(aredis, producer)
     return out, producer
 
@@ -176,7 +169,7 @@ async def test_slot_writes_one_record_per_cell_and_the_same_redis_values(aredis,
         cells = np.sort(rng.choice(2000, 300, replace=False))
         await aredis.set(k.flow_packed("A", slot), orjson.dumps([cells.tolist(), rng.integers(0, 9, 900).tolist()]))
     await aredis.hset(k.forecast("A", 100), mapping={"39999": "stale"})  # a re-publication replaces the hash
-    await out.on_assembled([("A", 100)])
+    await out.forecast("A", 100)
 
     flows = [parse_flow(await aredis.get(k.flow_packed("A", sl))) for sl in range(93, 101)]
     cells = np.unique(np.concatenate([c for c, _ in flows]))
@@ -210,7 +203,10 @@ async def test_closed_slot_writes_one_record_per_user_and_the_same_redis_values(
     uids = [f"u{i}" if i % 5 else i for i in range(n)]  # the processor passes str or int uids
     cells = rng.integers(0, 40_000, (n, 8))
     cells[rng.random((n, 8)) < 0.3] = -1
-    await out.on_closed(0, "A", 77, uids, cells)
+    key = out.keys.windows("A", 77, 0)
+    await aredis.set(key, pack_windows(uids, cells))
+    assert await out.embed(Work(EMBED, "A", 77, 0, key)) == n
+    assert not await aredis.exists(key)  # done: the windows go
     mask = cells >= 0
     x, y = cell_xy(np.where(mask, cells, 0))
     emb = StubEmbedder().embed(np.where(mask, x, 0), np.where(mask, y, 0), mask, 77).astype(np.float32)
@@ -239,7 +235,7 @@ def test_output_producer_reports_only_failed_deliveries(monkeypatch):
     """A Python callback per delivered record was ~1 us x 40,000 a slot; failures are still reported."""
     import confluent_kafka
 
-    from stream.outputs import make_producer
+    from stream.transport import make_producer
 
     seen = {}
     monkeypatch.setattr(confluent_kafka, "Producer", lambda conf: seen.update(conf) or "producer")

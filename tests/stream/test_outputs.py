@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from types import SimpleNamespace
 
-from stream.outputs import Watched
+from stream.hotreload import Watched
 
 
 def test_watched_reloads_on_mtime_and_survives_a_bad_file(tmp_path):

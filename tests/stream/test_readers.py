@@ -51,7 +51,7 @@ def test_embedding_shapes(doc):
 
 
 def test_embedding_base64_as_the_worker_writes_it():
-    from stream.outputs import embedding_doc
+    from stream.records import embedding_doc
 
     vec = np.array([0.1, -2.5, 3.0], dtype=np.float32)
     assert readers.parse_embedding(embedding_doc("7", "A", 3, "v1", vec), "k").tolist() == vec.tolist()

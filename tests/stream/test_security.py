@@ -368,7 +368,7 @@ def test_output_producer_gets_the_kafka_security_settings(monkeypatch):
     """Forecasts and embeddings go out through librdkafka: it must see the same SASL/SSL settings."""
     import confluent_kafka
 
-    from stream.outputs import make_producer
+    from stream.transport import make_producer
 
     seen = {}
     monkeypatch.setattr(confluent_kafka, "Producer", lambda conf: seen.update(conf) or "producer")

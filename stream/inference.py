@@ -1,0 +1,220 @@
+"""The infer role: a slot-work item in, its outputs out (forecasts + live error of a city slot, embeddings of a
+partition's closed slot), published exactly as the records module defines them.
+
+Models come from watched checkpoints (stream.hotreload); with no path, or a file that does not load, that output
+is off and the log says so. Model calls and record encoding run in a thread: in `--role all` the ingest agent
+shares this event loop, and a close of 30,000 embeddings must not stall it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import numpy as np
+
+from models.grid import cell_xy
+from models.slots import WINDOW_SLOTS
+from stream import metrics as m
+from stream import records as rec
+from stream.exceptions import StreamError
+from stream.hotreload import Watched
+from stream.settings import WorkerSettings
+from stream.transport import execute_packed, flush, produce_all
+
+log = logging.getLogger(__name__)
+
+SET_MANY_CHUNK = 5000  # users per SET_MANY call: one blob of pairs, not 10,000 arguments for redis-py to pack
+
+
+def _mae(a: np.ndarray, b: np.ndarray) -> float | None:
+    return float(np.abs(a - b).mean()) if a.size else None
+
+
+def _union(parts) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted union of non-negative cell ids, and `at` with at[cell] = its row in the union: a lookup table
+    over the id range, O(n) (np.unique sorted 8 x 40,000 ids in ~27 ms)."""
+    parts = list(parts)
+    every = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    if len(every) and (every.min() < 0 or every.max() >= 1 << 26):
+        raise StreamError(f"cell id {int(every.min() if every.min() < 0 else every.max())} in an assembled flow "
+                          f"is outside 0..{(1 << 26) - 1} (grid cell ids are (y-1)*size + (x-1))")
+    seen = np.zeros(int(every.max()) + 1 if len(every) else 0, dtype=bool)
+    seen[every] = True
+    cells = np.flatnonzero(seen)  # sorted
+    at = np.zeros(len(seen), dtype=np.int64)
+    at[cells] = np.arange(len(cells))
+    return cells, at
+
+
+def live_error(slot: int, cells: np.ndarray, chan: np.ndarray, prev: bytes | None) -> bytes:
+    """The forecast made at slot-1 for this slot, and persistence (slot-1's actuals), against the actuals."""
+    actual, before = chan[:, -1], chan[:, -2]
+    persistence, model, version = _mae(before, actual), None, None
+    if prev:
+        version, fc_cells, fc_pred = rec.unpack_forecasts(prev)
+        fc = np.zeros_like(actual)  # a cell the model did not forecast counts as 0
+        at = np.searchsorted(cells, fc_cells)
+        hit = (at < len(cells)) & (cells[np.minimum(at, len(cells) - 1)] == fc_cells) if len(cells) else at < 0
+        fc[at[hit]] = fc_pred[hit]
+        model = _mae(fc, actual)
+    if persistence is not None:
+        m.FORECAST_MAE.labels("persistence").set(persistence)
+    if model is not None:
+        m.FORECAST_MAE.labels("forecaster").set(model)
+    return rec.error_doc(slot, len(cells), persistence, model, version)
+
+
+class Inference:
+    """Runs slot-work items: `forecast(city, slot)` and `embed(work)`; `attach` gives it Redis and a producer."""
+
+    def __init__(self, s: WorkerSettings) -> None:
+        self.s = s
+        self.keys = s.keys
+        self.redis = self.producer = None
+        self._flows: dict[tuple[str, int], tuple[bytes, tuple[np.ndarray, np.ndarray]]] = {}  # last read's per city
+
+        def load_forecaster(p):
+            from models.flow_forecaster import FlowForecaster
+            return FlowForecaster.load(p)
+
+        def load_embedder(p):
+            from models.embedder import TrajectoryEmbedder
+            return TrajectoryEmbedder.load(p)
+
+        self.forecaster = Watched("forecaster", s.forecaster, load_forecaster, s.model_poll)
+        self.embedder = Watched("embedder", s.embedder, load_embedder, s.model_poll)
+        m.MODEL_LOADED.labels("forecaster").set(0)  # 0 from the start, before any work arrives
+        m.MODEL_LOADED.labels("embedder").set(0)
+
+    def check(self) -> None:
+        """Load both checkpoints now; raises CheckpointSettingError for one that is there but broken."""
+        self.forecaster.check()
+        self.embedder.check()
+
+    def attach(self, redis, producer) -> None:
+        """`producer`: a confluent-kafka Producer (stream.transport.make_producer) for the two output topics."""
+        from stream.windows import lua_slots as lua
+
+        self.redis, self.producer = redis, producer
+        self._set_many = redis.register_script(lua.SET_MANY)
+
+    async def _read(self, city: str, slots: list[int]) -> tuple[list[tuple[np.ndarray, np.ndarray]], bytes | None]:
+        """The slots' assembled flows as (cells (n,), counts (n, 3)) and the packed forecast made at the
+        slot before the last: one round trip of 9 string values (not 8 x 40,000 hash fields)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for s in slots:
+                pipe.get(self.keys.flow_packed(city, s))
+            pipe.get(self.keys.forecast_packed(city, slots[-1] - 1))
+            *got, prev = await pipe.execute()
+        flows, parsed = [], {}
+        for s, raw in zip(slots, got):
+            if raw is None:  # assembled before the packed copy existed: the hash holds the same flows
+                h = await self.redis.hgetall(self.keys.flow(city, s))
+                raw = rec.flow_value([int(c) for c in h], [int(v) for x in h.values() for v in x.split(b",")])
+            seen = self._flows.get((city, s))
+            # 7 of the 8 slots were read at the previous close: parse a value again only if it changed.
+            parsed[city, s] = seen if seen is not None and seen[0] == raw else (raw, rec.parse_flow(raw))
+            flows.append(parsed[city, s][1])
+        self._flows = {k: v for k, v in self._flows.items() if k[0] != city} | parsed
+        return flows, prev
+
+    async def forecast(self, city: str, slot: int) -> None:
+        """Forecasts from the slot's 8-slot flow windows (when a forecaster is on) and the live error; returns
+        once every record is delivered."""
+        model = self.forecaster.get()
+        # Without a forecaster only the live persistence error is made, which needs two slots, not eight.
+        slots = list(range(slot - (WINDOW_SLOTS if model is not None else 2) + 1, slot + 1))
+        flows, prev = await self._read(city, slots)
+        loop = asyncio.get_running_loop()
+        cells, err, made = await loop.run_in_executor(None, self._compute, model, city, slot, flows, prev)
+        writes = [("HSET", self.keys.errors(city), str(slot), err), ("EXPIRE", self.keys.errors(city), self.s.ttl)]
+        queued = None
+        if made is not None:
+            docs, pred = made
+            key = city.encode().replace(b"%", b"%%") + b":%d"
+            # Queued in a thread while Redis stores the same records.
+            queued = loop.run_in_executor(
+                None, produce_all, self.producer, self.s.topics.forecasts, list(zip([key % c for c in cells.tolist()], docs)))
+            fc = self.keys.forecast(city, slot)
+            fields = [None] * (2 * len(cells))
+            fields[::2], fields[1::2] = cells.tolist(), docs
+            writes += [("SET", self.keys.forecast_packed(city, slot), rec.pack_forecasts(model.version, cells, pred),
+                        "EX", self.s.ttl),
+                       ("DEL", fc), ("HSET", fc, *fields), ("EXPIRE", fc, self.s.ttl)]
+        try:
+            # One transaction packed in C: redis-py packing 40,000 hash fields cost more than the prediction's
+            # overhead, and a Lua script's 40,000 near-identical strings collide in Lua's string table (seconds).
+            await execute_packed(self.redis, writes)
+        finally:
+            if queued is not None:
+                await queued
+                m.FORECASTS.inc(len(cells))
+        await flush(self.producer, f"forecasts of {city} slot {slot}")
+
+    @staticmethod
+    def _compute(model, city: str, slot: int, flows: list, prev: bytes | None):
+        """(cells (N,), error record, (records, rounded counts (N, 3)) or None without a forecaster)."""
+        cells, at = _union(c for c, _ in flows)
+        chan = np.zeros((len(cells), len(flows), 3), dtype=np.float32)  # (N, 8 or 2, 3)
+        for j, (c, counts) in enumerate(flows):
+            chan[at[c], j] = counts
+        err = live_error(slot, cells, chan, prev)
+        if model is None or not len(cells):
+            return cells, err, None
+        t0 = time.perf_counter()
+        pred = np.asarray(model.predict(chan, slot, cells), dtype=np.float64)  # (N, 3)
+        m.INFERENCE_SECONDS.labels("forecaster").observe(time.perf_counter() - t0)
+        return cells, err, (rec.forecast_records(city, slot, model.version, cells, pred), pred.round(4))
+
+    async def embed(self, w: rec.Work) -> int:
+        """Embeddings of the windows at `w.key`; returns how many (0 when the embedder is off or the windows
+        are gone: expired, or deleted once this item was done before)."""
+        model = self.embedder.get()
+        raw = await self.redis.get(w.key) if model is not None else None
+        if raw is None:
+            if model is not None:
+                log.warning("%s slot %d (partition %d): windows %s are gone; no embeddings", w.city, w.slot, w.part, w.key)
+            return 0
+        loop = asyncio.get_running_loop()
+        uids, docs, blobs = await loop.run_in_executor(None, self._embed, model, w, raw)
+        queued = loop.run_in_executor(
+            None, produce_all, self.producer, self.s.topics.embeddings, list(zip([u.encode() for u in uids], docs)))
+        try:
+            for args in blobs:
+                await self._set_many(args=args)
+        finally:
+            await queued  # every record queued (or its error raised) before the flush below counts them
+        await flush(self.producer, f"embeddings of {w.city} slot {w.slot} (partition {w.part})")
+        m.EMBEDDINGS.inc(len(uids))
+        await self.redis.delete(w.key)
+        return len(uids)
+
+    def _embed(self, model, w: rec.Work, raw: bytes) -> tuple[list[str], list[bytes], list[list]]:
+        """(uids, records, SET_MANY argument lists): each call's key/record pairs in one blob, lengths beside."""
+        uids, cells = rec.unpack_windows(raw)
+        mask = cells >= 0  # (N, 8)
+        x, y = cell_xy(np.where(mask, cells, 0))
+        x, y = np.where(mask, x, 0), np.where(mask, y, 0)  # 0 = models.windows.PAD
+        t0 = time.perf_counter()
+        emb = np.asarray(model.embed(x, y, mask, w.slot), dtype=np.float32)  # (N, 512)
+        m.INFERENCE_SECONDS.labels("embedder").observe(time.perf_counter() - t0)
+        docs = rec.embedding_docs(uids, w.city, w.slot, model.version, emb)
+        blobs = []
+        for i in range(0, len(docs), SET_MANY_CHUNK):
+            pairs, lengths = [], []
+            for uid, doc in zip(uids[i:i + SET_MANY_CHUNK], docs[i:i + SET_MANY_CHUNK]):
+                key = self.keys.embedding(w.city, uid).encode()
+                pairs += (key, doc)
+                lengths += (len(key), len(doc))
+            blobs.append([self.s.ttl, ",".join(map(str, lengths)), b"".join(pairs)])
+        return uids, docs, blobs
+
+    async def close(self) -> None:
+        """On shutdown: deliver whatever is still queued."""
+        if self.producer is not None:
+            # Bounded: a stop must not hang on an unreachable broker; anything left was never committed either.
+            left = await asyncio.get_running_loop().run_in_executor(None, self.producer.flush, 5.0)
+            if left:
+                log.error("shutdown: %d output records not delivered (their input offsets were not committed)", left)
