@@ -16,7 +16,10 @@ import redis.asyncio as aioredis
 from models.slots import DEFAULT_ORIGIN as O, SLOT_SECONDS as S, slot_from_dt
 from stream.pings import Limits
 from stream.processor import Processor
-from stream.publication import Ledger
+from stream import records as rec
+from stream.publication import Ledger, WorkLedger
+from stream.settings import WorkerSettings
+from stream.slotwork import WorkRunner, WorkSender
 from stream.replay import ReplaySettings, replay
 from stream.windows.redis_store import RedisWindowStore
 from tests.integration.test_worker_flows import offline_flows, redis_flows
@@ -147,3 +150,78 @@ async def test_without_a_ledger_the_crashed_slot_is_skipped(aredis):
     """The bug the ledger fixes, kept visible: a Processor with no ledger publishes only what each ADVANCE made."""
     seen, _ = await run_with_crash(aredis, "on_assembled", crash_at=2, ledger=False)
     assert sorted(seen["on_assembled"]) == [0, 1, 3, 4]
+
+
+class OneTopic:
+    """A producer whose flushed items land on one in-memory topic; a crash in flush loses what was queued."""
+
+    def __init__(self, crash_on=None):
+        self.topic, self.queued, self.crash_on = [], [], crash_on
+
+    def produce(self, topic, value, key, partition=None):
+        self.queued.append(value)
+
+    def poll(self, timeout):
+        return 0
+
+    def flush(self, timeout=None):
+        queued, self.queued = self.queued, []
+        if self.crash_on is not None and any(self.crash_on(rec.decode_work(v)) for v in queued):
+            self.crash_on = None
+            raise Crash("ingest")
+        self.topic += queued
+        return 0
+
+
+class CrashingInference:
+    def __init__(self, redis, crash_at):
+        self.redis, self.crash_at, self.made = redis, crash_at, []
+
+    async def embed(self, w):
+        self.made.append((w.kind, w.slot))
+
+    async def forecast(self, city, slot):
+        if slot == self.crash_at:
+            self.crash_at = None
+            raise Crash("infer")
+        self.made.append(("forecast", slot))
+
+
+@pytest.mark.parametrize("role, crash_at", [("ingest", 2), ("ingest", 4), ("infer", 2), ("infer", 4)])
+async def test_split_roles_crash_skips_no_slot(aredis, role, crash_at, redis_url, slots=6):
+    """Ingest (Processor + WorkSender + WorkLedger) sends items to a topic; the infer side runs them from its
+    committed offset. A crash of either before its step is done redoes the step; every slot is published."""
+    s = WorkerSettings(bootstrap="b:1", redis_url=redis_url, embedder="e.pt")
+    crash_on = (lambda w: w.kind == rec.FORECAST and w.slot == crash_at) if role == "ingest" else None
+    producer, msgs, done = OneTopic(crash_on), pings(slots), 0
+
+    def ingest():
+        sender = WorkSender(s, aredis, producer)
+        return Processor(RedisWindowStore(aredis), Limits(), lateness=0, n_partitions=1, origin=O,
+                         on_closed=sender.on_closed, on_assembled=sender.on_assembled, full_windows=sender.full_windows,
+                         ledger=WorkLedger(aredis, s.keys))
+    p = ingest()
+    try:
+        for i, m in enumerate(msgs):
+            await p.process(0, [m])
+            done = i + 1
+    except Crash:
+        p = ingest()  # restart: the batch comes again, and the restarted worker first sends what is pending
+        for m in msgs[done:]:
+            await p.process(0, [m])
+    inference = CrashingInference(aredis, crash_at if role == "infer" else None)
+    committed = 0
+    for attempt in range(2):
+        runner = WorkRunner(s, inference, WorkLedger(aredis, s.keys))
+        try:
+            for item in producer.topic[committed:]:
+                await runner.run(item)
+                committed += 1
+        except Crash:
+            continue  # restart from the committed offset: the item comes again
+    assert producer.crash_on is None and inference.crash_at is None  # the crash happened
+    forecasts = [sl for kind, sl in inference.made if kind == "forecast"]
+    assert sorted(set(forecasts)) == list(range(slots - 1)) and forecasts == sorted(forecasts), forecasts
+    assert {sl for kind, sl in inference.made if kind == rec.EMBED} == set(range(slots - 1))
+    assert await aredis.zrange(s.keys.kept("A"), 0, -1) == [str(sl).encode() for sl in range(slots - 1)]
+    assert await aredis.zcard(s.keys.unpublished("A")) == 0 and await aredis.zcard(s.keys.dispatched("A")) == 0

@@ -139,3 +139,30 @@ def test_sigterm_right_after_a_slot_closes_loses_nothing(broker, redis_url, redi
     (fc, want_fc), (emb, want_emb) = on_topics(broker.bootstrap, topic, redis_client, app, list(range(SLOTS)))
     assert all(want_fc[s] for s in range(SLOTS))
     assert fc == want_fc and emb == want_emb
+
+
+def test_kill_9_of_the_infer_worker_loses_nothing(broker, redis_url, redis_client, setup, tmp_path):
+    """Ingest and infer in two processes: kill -9 the infer worker the instant a slot is published, start another;
+    every slot's forecasts and embeddings reach the topics (items not done come again from the slot-work topic)."""
+    topic, app, extra = setup
+    k = Keys(app)
+    ingest = start(broker, redis_url, topic, app, extra + ["--role", "ingest"], tmp_path / "ingest.log")
+    try:
+        infer = start(broker, redis_url, topic, app, extra + ["--role", "infer"], tmp_path / "infer.log")
+        try:
+            wait_for(lambda: redis_client.zscore(k.kept("A"), 3) is not None, infer)
+        finally:
+            infer.stop(signal.SIGKILL)
+        infer = start(broker, redis_url, topic, app, extra + ["--role", "infer"], tmp_path / "infer2.log")
+        try:
+            def all_done() -> bool:
+                left = list(redis_client.scan_iter(match=f"{app}:*:win:*"))
+                return redis_client.zcard(k.kept("A")) == SLOTS and not left
+            wait_for(all_done, infer, step=0.05)
+        finally:
+            infer.stop()
+    finally:
+        ingest.stop()
+    (fc, want_fc), (emb, want_emb) = on_topics(broker.bootstrap, topic, redis_client, app, list(range(SLOTS)))
+    assert all(want_fc[s] for s in range(SLOTS))
+    assert fc == want_fc and emb == want_emb

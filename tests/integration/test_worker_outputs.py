@@ -46,7 +46,10 @@ def read_topics(bootstrap: str, topics: list[str], done, timeout: float = 90.0) 
     return got
 
 
-def test_forecasts_and_embeddings_match_the_offline_models(broker, redis_url, redis_client, make_topic, tmp_path):
+@pytest.mark.parametrize("roles", [["all"], ["ingest", "infer"]])
+def test_forecasts_and_embeddings_match_the_offline_models(broker, redis_url, redis_client, make_topic, tmp_path, roles):
+    """One worker of both roles, or an ingest worker and an infer worker (one consumer group, the slot-work topic
+    between them)."""
     topic = make_topic(partitions=2)
     df = write_city(tmp_path / "cityA.csv", n_users=40, days=1)
     replay(ReplaySettings(tmp_path / "cityA.csv", broker.bootstrap, topic, partitions=2, progress=False))
@@ -54,10 +57,12 @@ def test_forecasts_and_embeddings_match_the_offline_models(broker, redis_url, re
     ever = encoder_checkpoint(tmp_path / "enc.pt")
     app = f"t{uuid.uuid4().hex[:8]}"
     last = int(slot_from_dt(df.d.max(), 47))
-    w = WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / "worker.log",
-                   ["--forecaster", str(tmp_path / "flow.pt"), "--embedder", str(tmp_path / "enc.pt")])
+    procs = [WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / f"worker-{role}.log",
+                        ["--forecaster", str(tmp_path / "flow.pt"), "--embedder", str(tmp_path / "enc.pt"), "--role", role])
+             for role in roles]
+    w = procs[-1]
     try:
-        wait_assembled(redis_url, app, last, w)
+        wait_assembled(redis_url, app, last, procs)
         seen = df[(df.x != 999) & (slot_from_dt(df.d.to_numpy(), df.t.to_numpy()) == last)]
         want_uids = {str(u) for u in seen.uid}
         deadline = time.monotonic() + 60
@@ -72,7 +77,8 @@ def test_forecasts_and_embeddings_match_the_offline_models(broker, redis_url, re
             return len(fc) == n_cells and emb >= want_uids
         got = read_topics(broker.bootstrap, [f"{topic}-fc", f"{topic}-emb"], done)
     finally:
-        w.stop()
+        for p in procs:
+            p.stop()
     assert done(got), w.tail()
 
     # Forecasts: self-describing records keyed city:cell, equal to FlowForecaster.predict on offline flows.
