@@ -65,6 +65,12 @@ def workers_panel(s: DashboardSettings) -> None:
     c.metric("Slot close", "—" if last is None or last.close_ms is None else f"{last.close_ms:,.1f} ms",
              help="mean wall time to close a slot, since the last refresh")
     d.metric("Workers up", f"{snap.up}/{len(s.metrics_urls)}")
+    e, f, g, _ = st.columns(4)
+    e.metric("Inference lag", f"{snap.work_lag:,.0f} items", help="slot-work items the infer workers have not taken "
+             "yet (mobstream_work_lag_messages); ingest goes on while it grows")
+    f.metric("Longest loop pause", f"{1e3 * snap.loop_pause:,.0f} ms", help="the longest event-loop stall of any "
+             "worker over the last minute (mobstream_event_loop_max_lag_seconds); goal <= 100 ms")
+    g.metric("Stale slot work skipped", f"{snap.skipped:,.0f}", help="items older than --max-inference-lag slots")
     if h["rows"]:
         df = series(h["rows"])
         g1, g2, g3 = st.columns(3)

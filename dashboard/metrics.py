@@ -18,6 +18,9 @@ class Snapshot:
     pings: float = 0.0
     accepted: float = 0.0
     lag: float = 0.0
+    work_lag: float = 0.0  # slot-work items inference is behind ingest
+    loop_pause: float = 0.0  # the longest event-loop pause of the last minute, over workers
+    skipped: float = 0.0  # slot-work items skipped by --max-inference-lag
     dead: dict[str, float] = field(default_factory=dict)
     close_sum: float = 0.0
     close_count: float = 0.0
@@ -37,6 +40,12 @@ def add_text(snap: Snapshot, text: str) -> Snapshot:
                     snap.accepted += s.value
             elif s.name == "mobstream_consumer_lag_messages":
                 snap.lag += s.value
+            elif s.name == "mobstream_work_lag_messages":
+                snap.work_lag += s.value
+            elif s.name == "mobstream_event_loop_max_lag_seconds":
+                snap.loop_pause = max(snap.loop_pause, s.value)
+            elif s.name == "mobstream_work_skipped_total":
+                snap.skipped += s.value
             elif s.name == "mobstream_dead_letters_total":
                 dead[s.labels.get("reason", "?")] += s.value
             elif s.name == "mobstream_slot_close_seconds_sum":

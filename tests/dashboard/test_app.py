@@ -135,6 +135,20 @@ def test_system_panel_without_metrics_urls_and_with_error_history(filled, monkey
     assert "Model MAE (last slot)=" in text and "Persistence MAE (last slot)=" in text
 
 
+def test_system_panel_shows_inference_lag_and_loop_pause(filled, monkeypatch):
+    from stream import metrics as m
+    from stream.services import free_port
+
+    url, app, _ = filled
+    port = free_port()
+    m.WORK_LAG.labels("0").set(7)
+    m.LOOP_LAG_MAX.set(0.042)
+    m.serve(port)  # this process's registry: the worker's metrics
+    _env(monkeypatch, url, app, metrics_urls=f"http://127.0.0.1:{port}/metrics")
+    text = _text(_run(_open("System")))
+    assert "Inference lag=7 items" in text and "Longest loop pause=42 ms" in text, text
+
+
 def test_tabs_are_lazy(filled, monkeypatch):
     url, app, _ = filled
     _env(monkeypatch, url, app)

@@ -27,6 +27,12 @@ mobstream_slot_close_seconds_count 2.0
 # TYPE mobstream_forecast_mae gauge
 mobstream_forecast_mae{model="model"} 0.4
 mobstream_forecast_mae{model="persistence"} 0.6
+# TYPE mobstream_work_lag_messages gauge
+mobstream_work_lag_messages{partition="0"} 5.0
+# TYPE mobstream_event_loop_max_lag_seconds gauge
+mobstream_event_loop_max_lag_seconds 0.042
+# TYPE mobstream_work_skipped_total counter
+mobstream_work_skipped_total{kind="embed"} 2.0
 """
 
 
@@ -54,6 +60,7 @@ def test_metrics_sum_over_workers_and_rates():
     a = metrics.add_text(metrics.add_text(metrics.Snapshot(at=0.0), EXPOSITION), EXPOSITION)
     assert (a.pings, a.accepted, a.lag, a.up) == (200, 180, 14, 2)
     assert a.dead == {"late": 8, "bad_json": 12} and a.mae == {"model": 0.4, "persistence": 0.6}
+    assert (a.work_lag, a.loop_pause, a.skipped) == (10, 0.042, 4)  # lags and skips sum, the pause is the longest
     b = metrics.Snapshot(at=2.0, pings=300, accepted=260, lag=1, close_sum=2.0, close_count=6)
     r = metrics.rates(a, b)
     assert r.pings_per_s == 50 and r.accepted_per_s == 40 and r.close_ms == pytest.approx(500)
