@@ -31,6 +31,7 @@ from dashboard import flowmap, drilldown, health
 from models.grid import GRID_SIZE
 from stream import readers
 from stream.keys import Keys
+from stream.records import embedding_doc, error_doc, forecast_records
 from stream.services import start_redis, stop
 
 CITY, END = "A", 1000
@@ -50,16 +51,14 @@ def fill(r, k: Keys, users: int, dim: int, seed: int = 0) -> None:
         counts = rng.poisson(6.0, (len(cells), 3)) + 1  # every cell active
         r.hset(k.flow(CITY, s), mapping={int(c): f"{a},{b},{d}" for c, (a, b, d) in zip(cells, counts.tolist())})
         fc = counts + rng.normal(0, 1, counts.shape)
-        r.hset(k.forecast(CITY, s), mapping={int(c): orjson.dumps({"occ": round(a, 3), "in": round(b, 3),
-                                                                      "out": round(d, 3)})
-                                              for c, (a, b, d) in zip(cells, fc.tolist())})
-        r.hset(k.errors(CITY), s, orjson.dumps({"model": 0.8, "persistence": 1.0}))
+        r.hset(k.forecast(CITY, s), mapping=dict(zip(cells.tolist(), forecast_records(CITY, s, "b", cells, fc.clip(0)))))
+        r.hset(k.errors(CITY), s, error_doc(s, len(cells), 1.0, 0.8, "b"))
     r.hset(k.latest, CITY, END)
     r.hset(k.watermarks, mapping={p: float(1_800_000 + p) for p in range(4)})
     with r.pipeline(transaction=False) as pipe:
         for u in range(users):
-            vec = np.round(rng.standard_normal(dim), 4).tolist()
-            pipe.set(k.embedding(CITY, str(u)), orjson.dumps({"slot": END, "embedding": vec}))
+            vec = rng.standard_normal(dim)
+            pipe.set(k.embedding(CITY, str(u)), embedding_doc(str(u), CITY, END, "b", vec))
             pipe.hset(k.cells(CITY, END), str(u), f"0|{int(rng.integers(0, len(cells)))}")
             if u % 2000 == 1999:
                 pipe.execute()

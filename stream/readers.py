@@ -4,29 +4,24 @@ Every function takes a synchronous `redis.Redis` client and a `Keys`, issues rea
 HGETALL, HMGET, MGET, SCAN, pipelines of those) and returns plain numpy arrays or dicts. Flows come
 back dense: an array (3, size, size) of occupancy, inflow and outflow, row = y - 1, column = x - 1.
 
-The forecast, embedding and error values are JSON whose exact shape the worker's outputs own; the
-parsers below accept the shapes listed in `docs/dashboard.md` (a list, or an object with named fields)
-so a small change there does not blank the dashboard.
+The forecast, embedding and error values are the worker's records (stream.records decodes them); a value
+that is not one raises ReadError naming its key.
 """
 
 from __future__ import annotations
 
-import base64
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import orjson
 
 from models.grid import GRID_SIZE
 from models.slots import WINDOW_SLOTS, window_slots
+from stream import records
 from stream.exceptions import StreamError
 from stream.keys import Keys
 
 CHANNELS = ("occupancy", "inflow", "outflow")
-_CHANNEL_NAMES = (("occ", "occupancy", "o"), ("in", "inflow", "i"), ("out", "outflow", "u"))
-_VECTOR_NAMES = ("embedding", "emb", "vector", "e", "v")
-_PRED_NAMES = ("pred", "forecast", "y", "counts", "p")
 
 
 class ReadError(StreamError):
@@ -94,35 +89,11 @@ def flow_grid(r, keys: Keys, city: str, slot: int, size: int = GRID_SIZE) -> np.
     return parse_flows(r.hgetall(key), key, size)
 
 
-def _triple(doc, key: str) -> tuple[float, float, float]:
-    """One forecast value: [occ, in, out], or an object with occ/in/out (or occupancy/inflow/outflow),
-    or an object holding such a list under pred/forecast/y/counts/p."""
-    if isinstance(doc, dict):
-        for name in _PRED_NAMES:
-            if isinstance(doc.get(name), list):
-                return _triple(doc[name], key)
-        got = []
-        for names in _CHANNEL_NAMES:
-            hit = next((doc[n] for n in names if n in doc), None)
-            if hit is None:
-                raise ReadError(f"{key}: forecast object has no field {names[0]!r} (fields: {sorted(doc)})")
-            got.append(float(hit))
-        return got[0], got[1], got[2]
-    if isinstance(doc, (list, tuple)) and len(doc) >= 3:
-        return float(doc[0]), float(doc[1]), float(doc[2])
-    raise ReadError(f"{key}: forecast value {doc!r:.60} is neither [occ, in, out] nor an object")
-
-
-def _triples(docs: list, key: str) -> np.ndarray:
-    """Many forecast values -> (N, 3) float32: the common shapes in one comprehension, the rest one by one."""
+def _forecasts(raws: list[bytes], key: str) -> np.ndarray:
     try:
-        if isinstance(docs[0], dict) and "occ" in docs[0]:
-            return np.array([(d["occ"], d["in"], d["out"]) for d in docs], dtype=np.float32)
-        if isinstance(docs[0], list):
-            return np.array([d[:3] for d in docs], dtype=np.float32)
-    except (KeyError, TypeError, ValueError):
-        pass
-    return np.asarray([_triple(d, key) for d in docs], dtype=np.float32)
+        return records.decode_forecasts(raws)  # (N, 3)
+    except records.RecordError as exc:
+        raise ReadError(f"{key}: {exc}") from exc
 
 
 def parse_forecasts(h: dict, key: str, size: int = GRID_SIZE) -> np.ndarray:
@@ -130,11 +101,7 @@ def parse_forecasts(h: dict, key: str, size: int = GRID_SIZE) -> np.ndarray:
     grid = np.full((3, size * size), np.nan, dtype=np.float32)
     if h:
         cells = _cell_ids(h, key, size)
-        try:
-            docs = orjson.loads(b"[" + b",".join(map(_b, h.values())) + b"]")
-        except orjson.JSONDecodeError as exc:
-            raise ReadError(f"{key}: a value is not JSON ({exc})") from exc
-        grid[:, cells] = _triples(docs, key).T
+        grid[:, cells] = _forecasts(list(map(_b, h.values())), key).T
     return grid.reshape(3, size, size)  # (C, y, x)
 
 
@@ -144,33 +111,19 @@ def forecast_grid(r, keys: Keys, city: str, made_at: int, size: int = GRID_SIZE)
     return parse_forecasts(r.hgetall(key), key, size)
 
 
-def _pick(doc: dict, names: tuple) -> float:
-    for n in names:
-        v = doc.get(n)
-        if isinstance(v, (int, float)):
-            return float(v)
-        if isinstance(v, dict):  # {"model": {"mae": ...}}
-            return _pick(v, ("mae", "all", "value"))
-    return float("nan")
-
-
 def errors(r, keys: Keys, city: str, last: int | None = None) -> dict[str, np.ndarray]:
     """The live forecast error history, oldest first: {"slot", "model", "persistence"} arrays (MAE).
 
-    Each value is a JSON object with the model's and the persistence baseline's error, under
-    model/mae/forecast and persistence/persistence_mae/baseline; a missing one reads as NaN.
+    Each value is an error record (stream.records.error_doc); a null error reads as NaN.
     """
     key = keys.errors(city)
     rows = []
     for s, v in r.hgetall(key).items():
         try:
-            doc = orjson.loads(v)
-        except orjson.JSONDecodeError as exc:
-            raise ReadError(f"{key}: field {_s(s)} is not JSON ({exc})") from exc
-        if not isinstance(doc, dict):
-            raise ReadError(f"{key}: field {_s(s)} is not a JSON object")
-        rows.append((int(s), _pick(doc, ("model", "mae", "forecast")),
-                     _pick(doc, ("persistence", "persistence_mae", "baseline"))))
+            doc = records.decode_error(v)
+        except records.RecordError as exc:
+            raise ReadError(f"{key}: field {_s(s)}: {exc}") from exc
+        rows.append((int(s), doc["model"], doc["persistence"]))
     rows.sort()
     if last is not None:
         rows = rows[-last:]
@@ -210,7 +163,7 @@ def cell_history(r, keys: Keys, city: str, cell: int, end: int, n: int = 48) -> 
     forecast = np.full((n + 1, 3), np.nan)
     for i, v in enumerate(fcs):
         if v is not None:
-            forecast[i] = _triple(orjson.loads(v), keys.forecast(city, int(slots[i]) - 1))
+            forecast[i] = _forecasts([v], keys.forecast(city, int(slots[i]) - 1))[0]
     persistence = np.vstack([np.full((1, 3), np.nan), actual[:-1]])
     return CellHistory(slots, actual, forecast, persistence)
 
@@ -224,28 +177,11 @@ def embedding_uids(r, keys: Keys, city: str, limit: int | None = None) -> list[s
 
 
 def parse_embedding(v, key: str) -> np.ndarray:
-    """An embedding value: the worker's object with `embedding_b64` (base64 of little-endian float32 or
-    float16 bytes, `dtype`), a JSON list of floats, or an object holding one under embedding/emb/vector/e/v."""
+    """An embedding record (stream.records.embedding_docs) -> its vector (dim,) float32."""
     try:
-        doc = orjson.loads(v)
-    except orjson.JSONDecodeError as exc:
-        raise ReadError(f"{key}: not JSON ({exc})") from exc
-    if isinstance(doc, dict) and isinstance(doc.get("embedding_b64"), str):
-        dtype = {"float32": "<f4", "float16": "<f2"}.get(doc.get("dtype", "float32"))
-        if dtype is None:
-            raise ReadError(f"{key}: field 'dtype' is {doc.get('dtype')!r}, expected float32 or float16")
-        try:
-            vec = np.frombuffer(base64.b64decode(doc["embedding_b64"], validate=True), dtype=dtype)
-        except ValueError as exc:
-            raise ReadError(f"{key}: field 'embedding_b64' is not base64 of {doc.get('dtype', 'float32')} ({exc})") from exc
-        if not len(vec):
-            raise ReadError(f"{key}: field 'embedding_b64' holds no values")
-        return vec.astype(np.float32)
-    if isinstance(doc, dict):
-        doc = next((doc[n] for n in _VECTOR_NAMES if isinstance(doc.get(n), list)), None)
-    if not isinstance(doc, list) or not doc:
-        raise ReadError(f"{key}: no embedding vector (a JSON list, or an object with field 'embedding')")
-    return np.asarray(doc, dtype=np.float32)
+        return records.decode_embedding(v)[1]
+    except records.RecordError as exc:
+        raise ReadError(f"{key}: {exc}") from exc
 
 
 def embeddings(r, keys: Keys, city: str, uids: list[str], chunk: int = 2000) -> tuple[list[str], np.ndarray]:

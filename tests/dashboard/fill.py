@@ -1,5 +1,5 @@
 """Fill a real Redis as a running stream would: flows through the stream's own Processor and
-RedisWindowStore; forecasts, embeddings and errors in the documented key formats (no writer exists yet)."""
+RedisWindowStore; forecasts, embeddings and errors as the worker's records (stream.records)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import redis
 from models.grid import cell_id
 from models.slots import replay_ts, slot_from_dt, slot_start
 from stream.keys import Keys
+from stream.records import embedding_doc, error_doc, forecast_records
 from stream.pings import Limits
 from stream.processor import Processor
 from stream.windows.redis_store import RedisWindowStore
@@ -46,21 +47,9 @@ def ingest(url: str, app: str, df: pd.DataFrame, city: str = "A") -> list[tuple[
     return asyncio.run(_ingest(url, app, df, city))
 
 
-def _fc_doc(v: np.ndarray, list_form: bool, city: str, cell: int, slot: int):
-    """The worker's forecast value (stream/outputs.py), or the bare [occ, in, out] list readers also accept."""
-    if list_form:
-        return v.tolist()
-    x, y = cell % 200 + 1, cell // 200 + 1
-    return {"city": city, "cell": cell, "x": x, "y": y, "slot": slot + 1, "made_at": slot,
-            "occ": float(v[0]), "in": float(v[1]), "out": float(v[2]), "version": "test"}
-
-
-def write_outputs(url: str, app: str, city: str, slots: list[int], dim: int = 32, seed: int = 0,
-                  list_form: bool = False) -> None:
-    """Forecasts (persistence with noise), errors and embeddings for the assembled slots, in the formats the
-    worker writes (stream/outputs.py):
-    fc:<s> cell -> {"occ","in","out"} (or [occ,in,out]); err slot -> {"model","persistence"}; emb:<uid> ->
-    {"slot","embedding"}."""
+def write_outputs(url: str, app: str, city: str, slots: list[int], dim: int = 32, seed: int = 0) -> None:
+    """Forecasts (persistence with noise), errors and embeddings for the assembled slots, as the worker's
+    records (stream.records): fc:<s> cell -> forecast record, err slot -> error record, emb:<uid> -> embedding."""
     rng = np.random.default_rng(seed)
     k = Keys(app)
     r = redis.Redis.from_url(url)
@@ -70,15 +59,15 @@ def write_outputs(url: str, app: str, city: str, slots: list[int], dim: int = 32
             h = {int(c): np.array(v.split(b","), dtype=np.int64) for c, v in r.hgetall(k.flow(city, s)).items()}
             fc = {c: np.clip(v + rng.normal(0, 0.6, 3), 0, None).round(3) for c, v in h.items()}
             if fc:
-                r.hset(k.forecast(city, s), mapping={c: orjson.dumps(_fc_doc(v, list_form, city, c, s))
-                                                       for c, v in fc.items()})
+                fc_cells = np.array(list(fc))
+                docs = forecast_records(city, s, "test", fc_cells, np.array(list(fc.values())))
+                r.hset(k.forecast(city, s), mapping=dict(zip(fc_cells.tolist(), docs)))
             if prev is not None:
                 cells = sorted(set(h) | set(prev))
                 a = np.array([h.get(c, np.zeros(3)) for c in cells], dtype=float)
                 p = np.array([prev.get(c, np.zeros(3)) for c in cells], dtype=float)
-                r.hset(k.errors(city), s, orjson.dumps({"slot": s, "cells": len(cells), "version": "test",
-                                                         "model": float(np.abs(p + 0.3 - a).mean()) * 0.8,
-                                                         "persistence": float(np.abs(p - a).mean())}))
+                r.hset(k.errors(city), s, error_doc(s, len(cells), float(np.abs(p - a).mean()),
+                                                    float(np.abs(p + 0.3 - a).mean()) * 0.8, "test"))
             prev = h
         cells: dict[str, list[int]] = {}
         for s in slots[-8:]:
@@ -87,9 +76,7 @@ def write_outputs(url: str, app: str, city: str, slots: list[int], dim: int = 32
         for uid, seen in cells.items():
             centre = np.mean([[c % 200, c // 200] for c in seen], axis=0) / 10.0
             vec = np.concatenate([centre, rng.normal(0, 0.3, dim - 2)])
-            r.set(k.embedding(city, uid), orjson.dumps({"uid": uid, "city": city, "slot": slots[-1], "version": "test",
-                                                        "embedding": vec.astype(np.float32)},
-                                                       option=orjson.OPT_SERIALIZE_NUMPY))
+            r.set(k.embedding(city, uid), embedding_doc(uid, city, slots[-1], "test", vec))
     finally:
         r.close()
 

@@ -1,8 +1,6 @@
-"""stream.readers: value parsing (every accepted shape, clear errors) and the read functions on a real Redis."""
+"""stream.readers: value parsing (the worker's records, clear errors) and the read functions on a real Redis."""
 
 from __future__ import annotations
-
-import base64
 
 import numpy as np
 import orjson
@@ -12,6 +10,7 @@ from models.grid import cell_id
 from stream import readers
 from stream.keys import Keys
 from stream.readers import ReadError
+from stream.records import embedding_doc, error_doc, forecast_records
 
 
 def test_parse_flows_places_cells_row_y_column_x():
@@ -31,23 +30,19 @@ def test_parse_flows_rejects_cells_outside_the_grid():
         readers.parse_flows({b"16": b"1,1,1"}, "k", size=4)
 
 
-@pytest.mark.parametrize("doc", [[1.5, 2, 3], {"occ": 1.5, "in": 2, "out": 3},
-                                 {"occupancy": 1.5, "inflow": 2, "outflow": 3}, {"pred": [1.5, 2, 3], "v": "x"}])
-def test_forecast_shapes(doc):
-    g = readers.parse_forecasts({b"1": orjson.dumps(doc)}, "k", size=2)
+def test_forecasts_as_the_worker_writes_them():
+    from stream.records import forecast_records
+
+    doc = forecast_records("A", 7, "v", np.array([1]), np.array([[1.5, 2, 3]]))[0]
+    g = readers.parse_forecasts({b"1": doc}, "k", size=2)
     assert g[:, 0, 1].tolist() == [1.5, 2, 3] and np.isnan(g[:, 1, 1]).all()
 
 
 def test_forecast_errors_are_clear():
-    with pytest.raises(ReadError, match="no field 'occ'"):
+    with pytest.raises(ReadError, match="k: a forecast record has no numeric field 'occ'"):
         readers.parse_forecasts({b"1": b'{"x": 1}'}, "k", size=2)
-    with pytest.raises(ReadError, match="not JSON"):
+    with pytest.raises(ReadError, match="k: a forecast record is not JSON"):
         readers.parse_forecasts({b"1": b"{"}, "k", size=2)
-
-
-@pytest.mark.parametrize("doc", [[0.1, 0.2], {"embedding": [0.1, 0.2], "slot": 3}, {"emb": [0.1, 0.2]}])
-def test_embedding_shapes(doc):
-    assert readers.parse_embedding(orjson.dumps(doc), "k").tolist() == pytest.approx([0.1, 0.2])
 
 
 def test_embedding_base64_as_the_worker_writes_it():
@@ -55,17 +50,12 @@ def test_embedding_base64_as_the_worker_writes_it():
 
     vec = np.array([0.1, -2.5, 3.0], dtype=np.float32)
     assert readers.parse_embedding(embedding_doc("7", "A", 3, "v1", vec), "k").tolist() == vec.tolist()
-    half = {"embedding_b64": base64.b64encode(vec.astype("<f2").tobytes()).decode(), "dtype": "float16"}
-    assert readers.parse_embedding(orjson.dumps(half), "k").tolist() == pytest.approx(vec.tolist(), rel=1e-3)
-    with pytest.raises(ReadError, match="not base64"):
-        readers.parse_embedding(orjson.dumps({"embedding_b64": "!!", "dtype": "float32"}), "k")
-    with pytest.raises(ReadError, match="expected float32 or float16"):
-        readers.parse_embedding(orjson.dumps({"embedding_b64": "AAAA", "dtype": "int8"}), "k")
-
-
-def test_embedding_without_vector():
-    with pytest.raises(ReadError, match="no embedding vector"):
-        readers.parse_embedding(b'{"slot": 3}', "k")
+    with pytest.raises(ReadError, match="k: field 'embedding_b64' is not base64"):
+        readers.parse_embedding(orjson.dumps({"embedding_b64": "!!", "dtype": "float32", "dim": 1}), "k")
+    with pytest.raises(ReadError, match="k: field 'dtype' is 'float16'"):
+        readers.parse_embedding(orjson.dumps({"embedding_b64": "AAAA", "dtype": "float16", "dim": 2}), "k")
+    with pytest.raises(ReadError, match="k: not an embedding record"):
+        readers.parse_embedding(b'{"embedding": [0.1, 0.2]}', "k")
 
 
 def test_reads_on_real_redis(redis_client):
@@ -74,11 +64,11 @@ def test_reads_on_real_redis(redis_client):
     r.hset(k.watermarks, mapping={0: 1.5, 1: 2.5})
     r.hset(k.flow("A", 10), mapping={5: "3,1,0"})
     r.hset(k.flow("A", 9), mapping={5: "2,0,0"})
-    r.hset(k.forecast("A", 9), mapping={5: orjson.dumps([2.5, 1, 0])})
-    r.hset(k.forecast("A", 10), mapping={5: orjson.dumps({"occ": 4, "in": 0, "out": 1})})
-    r.hset(k.errors("A"), mapping={10: orjson.dumps({"model": 0.5, "persistence": 1.0}), 9: b'{"mae": 0.7}'})
+    r.hset(k.forecast("A", 9), mapping={5: forecast_records("A", 9, "v", np.array([5]), np.array([[2.5, 1, 0]]))[0]})
+    r.hset(k.forecast("A", 10), mapping={5: forecast_records("A", 10, "v", np.array([5]), np.array([[4, 0, 1]]))[0]})
+    r.hset(k.errors("A"), mapping={10: error_doc(10, 1, 1.0, 0.5, "v"), 9: error_doc(9, 1, None, 0.7, "v")})
     for u in ("10", "2", "x"):
-        r.set(k.embedding("A", u), orjson.dumps({"embedding": [float(len(u)), 1.0]}))
+        r.set(k.embedding("A", u), embedding_doc(u, "A", 10, "v", np.array([float(len(u)), 1.0])))
     r.hset(k.cells("A", 10), mapping={"2": "100|5", "10": "90|7"})
     r.hset(k.cells("A", 2), mapping={"2": "100|9"})  # outside the 8-slot window ending at 10
     assert readers.latest_slots(r, k) == {"A": 10} and readers.watermarks(r, k) == {0: 1.5, 1: 2.5}
