@@ -12,6 +12,7 @@ cells with a tiny flow LSTM). Both modes run the same code, the `--role all` wor
   after   the hooks write the windows and send work items (stream.slotwork.WorkSender) to a real broker;
           an infer consumer (aiokafka, as Faust's agent) on the same loop runs them (stream.slotwork.WorkRunner),
           models in a thread.
+  idle    the timer alone on a loop for --idle s: this (shared) machine's floor.
 Printed per mode: the loop's longest pause (a 20 ms timer's oversleep, stream.looplag), pauses > 100 ms,
 the ingest lag (how late each message was processed after it was offered) p50/p99/max, the CPU seconds per
 ping and per embedding (process time), and until every output was published. Goal: longest pause <= 100 ms.
@@ -82,6 +83,14 @@ async def run_mode(mode: str, a, bootstrap: str, redis_url: str, msgs: list, fpa
     from stream.transport import make_producer
     from stream.windows.redis_store import RedisWindowStore
 
+    if mode == "idle":  # the machine's own floor: the same timer on a loop with nothing else to do
+        lag, pauses = looplag.LoopLag(), []
+        record = lag.record
+        lag.record = lambda now, pause: pauses.append(pause) or record(now, pause)
+        watcher = asyncio.ensure_future(lag.run())
+        await asyncio.sleep(a.idle)
+        watcher.cancel()
+        return {"mode": mode, "max_pause": max(pauses), "over_100ms": sum(x > 0.1 for x in pauses)}
     loop = asyncio.get_running_loop()
     loop.set_default_executor(ModelsInline(4) if mode == "before" else concurrent.futures.ThreadPoolExecutor(4))
     tag = f"{mode}{os.getpid()}"
@@ -172,7 +181,8 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=4, help="slots of pings (each boundary closes one)")
     ap.add_argument("--rate", type=float, default=10_000, help="pings/s offered")
     ap.add_argument("--embedder", type=Path, default=None, help="default: a random full-size (512-d) encoder")
-    ap.add_argument("--modes", default="before,after")
+    ap.add_argument("--modes", default="idle,before,after")
+    ap.add_argument("--idle", type=float, default=10.0, help="seconds of the idle mode (the machine's floor)")
     a = ap.parse_args()
     import torch
 
@@ -193,6 +203,10 @@ def main() -> None:
     try:
         for mode in a.modes.split(","):
             got = asyncio.run(run_mode(mode, a, bootstrap, redis_url, msgs, fpath, epath))
+            if mode == "idle":
+                print(f"idle   longest loop pause {1e3 * got['max_pause']:,.0f} ms ({got['over_100ms']} pauses > 100 ms) "
+                      f"in {a.idle:.0f} s: the machine's floor, nothing else on the loop")
+                continue
             p50, p99, worst = got["lag"]
             print(f"{mode:6s} longest loop pause {1e3 * got['max_pause']:,.0f} ms ({got['over_100ms']} pauses > 100 ms) | "
                   f"ingest lag p50 {1e3 * p50:,.0f} ms p99 {1e3 * p99:,.0f} ms max {1e3 * worst:,.0f} ms | "
