@@ -8,7 +8,7 @@ the inputs travel as one .npz:
     # there (or here): time both models on the default device and, as the baseline, on the CPU
     python3 bench/bench_models_device.py run --inputs inputs.npz --forecaster F --embedder E [--repeat 20]
 
-Cases: the cache's busiest slot (every cell with a non-empty window, as `Outputs._slot` passes them), the
+Cases: the cache's busiest slot (every cell with a non-empty window, as `Inference._compute` passes them), the
 same padded to 40,000 cells with random distinct windows (the issue's 40,000-cell close, worst case),
 30,000 windows ending at observed slots of the city file, and the same fully observed (worst case).
 Prints p50/p95 per case and device, the ratio CPU / device, and the machine. The stream's own part of a

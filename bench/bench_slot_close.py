@@ -3,15 +3,15 @@
     .venv/bin/python bench/bench_slot_close.py [--cells 40000] [--users 30000] [--repeat 5]
         [--forecaster runs/flow/flow_lstm.pt] [--embedder PATH] [--flow-cache DIR]
 
-Times `stream.outputs.Outputs` as the worker calls it, against a real redis-server and broker:
-forecasts = `on_assembled`: read the 8 assembled flow slots (`flowj:` values, written here as ADVANCE
+Times `stream.inference.Inference` as the infer agent calls it, against a real redis-server and broker:
+forecasts = `forecast(city, slot)`: read the 8 assembled flow slots (`flowj:` values, written here as ADVANCE
 writes them) + last forecast from Redis, predict, one record per cell queued on `flow-forecasts`,
 `fc:`/`fcn:` + live error written, producer flushed (every record acked). With --flow-cache the
 windows are a real city's: its busiest slot's cells, and when that slot has fewer than --cells cells
 with a window, other slots' windows of that city on cells drawn at random from the rest of the grid,
 so a 40,000-cell close is measured on windows of the city's own kind, not extrapolated.
-Embeddings = embed the users' windows, one record per user on `user-embeddings`, `emb:` keys written,
-flushed. Beside each: the bare model call on the same arrays (`FlowForecaster.predict`,
+Embeddings = `embed(work)`: read the packed windows from Redis, embed them, one record per user on
+`user-embeddings`, `emb:` keys written, flushed. Beside each: the bare model call on the same arrays (`FlowForecaster.predict`,
 `TrajectoryEmbedder.embed`), the ratio, and the machine. Without --embedder, a randomly initialised
 full-size encoder (the default `EncoderConfig`, 512 dims) stands in: the cost is the architecture's.
 """
@@ -71,7 +71,8 @@ async def run(a, bootstrap: str, redis_url: str, tmp: Path) -> None:
     import redis.asyncio as aioredis
 
     from models.encoder import EncoderConfig
-    from stream.outputs import Outputs, make_producer
+    from stream.inference import Inference
+    from stream.transport import make_producer
     from stream.services import create_topic
     from stream.settings import Topics, WorkerSettings
     from tests.stream.tiny_models import encoder_checkpoint, flow_checkpoint
@@ -89,7 +90,7 @@ async def run(a, bootstrap: str, redis_url: str, tmp: Path) -> None:
         create_topic(bootstrap, t, 4)
     s = WorkerSettings(bootstrap=bootstrap, redis_url=redis_url, app=f"bsc{os.getpid()}", topics=topics,
                        forecaster=fpath, embedder=epath)
-    out = Outputs(s)
+    out = Inference(s)
     r = aioredis.Redis.from_url(redis_url)
     producer = make_producer(bootstrap)
     out.attach(r, producer)
@@ -135,7 +136,7 @@ async def forecasts(a, out, r, s, inside, predict, cells, chan) -> None:
     for k in range(a.repeat):
         inside.clear()
         t0 = time.perf_counter()
-        await out.on_assembled([("A", SLOT + k)])
+        await out.forecast("A", SLOT + k)
         got.append(time.perf_counter() - t0)
         rest.append(got[-1] - sum(inside))
         window = chan[:, [(k + j) % 8 for j in range(8)]]  # (N, 8, 3): slots SLOT+k-7 .. SLOT+k
@@ -151,6 +152,7 @@ async def forecasts(a, out, r, s, inside, predict, cells, chan) -> None:
 
 async def embeddings(a, out, r, s, inside, embed, rng) -> None:
     from models.grid import cell_id, cell_xy
+    from stream.records import EMBED, Work, pack_windows
 
     uids = [str(u) for u in range(a.users)]
     wcells = cell_id(rng.integers(1, 201, (a.users, 8)), rng.integers(1, 201, (a.users, 8)))
@@ -162,8 +164,10 @@ async def embeddings(a, out, r, s, inside, embed, rng) -> None:
     got, base, rest = [], [], []
     for _ in range(a.repeat):
         inside.clear()
+        key = s.keys.windows("A", SLOT, 0)
+        await r.set(key, pack_windows(uids, wcells))  # what the ingest side writes (the item deletes it when done)
         t0 = time.perf_counter()
-        await out.on_closed(0, "A", SLOT, uids, wcells)
+        await out.embed(Work(EMBED, "A", SLOT, 0, key))
         got.append(time.perf_counter() - t0)
         rest.append(got[-1] - sum(inside))
         t0 = time.perf_counter()

@@ -29,7 +29,7 @@ async def test_after_many_slots_only_the_last_retain_remain(aredis, n_partitions
     retain, n = 5, 40
     k = Keys()
 
-    async def on_assembled(made):  # what Outputs writes per slot: forecasts (hash + packed) and an error field
+    async def on_assembled(made):  # what inference writes per slot: forecasts (hash + packed) and an error field
         for city, slot in made:
             await aredis.hset(k.forecast(city, slot), "1", "{}")
             await aredis.set(k.forecast_packed(city, slot), b"v\n")
