@@ -171,13 +171,15 @@ class Inference:
         return cells, err, (rec.forecast_records(city, slot, model.version, cells, pred), pred.round(4))
 
     async def embed(self, w: rec.Work) -> int:
-        """Embeddings of the windows at `w.key`; returns how many (0 when the embedder is off or the windows
-        are gone: expired, or deleted once this item was done before)."""
+        """Embeddings of the windows at `w.key`, which are deleted once done; returns how many (0 when the
+        embedder is off, or the windows are gone: expired, or deleted when this item was done before)."""
         model = self.embedder.get()
-        raw = await self.redis.get(w.key) if model is not None else None
+        if model is None:  # checkpoint missing or not loadable (the log says so): the windows wait for nothing
+            await self.redis.delete(w.key)
+            return 0
+        raw = await self.redis.get(w.key)
         if raw is None:
-            if model is not None:
-                log.warning("%s slot %d (partition %d): windows %s are gone; no embeddings", w.city, w.slot, w.part, w.key)
+            log.warning("%s slot %d (partition %d): windows %s are gone; no embeddings", w.city, w.slot, w.part, w.key)
             return 0
         loop = asyncio.get_running_loop()
         records, blobs = await loop.run_in_executor(None, self._embed, model, w, raw)

@@ -207,6 +207,10 @@ async def test_closed_slot_writes_one_record_per_user_and_the_same_redis_values(
     await aredis.set(key, pack_windows(uids, cells))
     assert await out.embed(Work(EMBED, "A", 77, 0, key)) == n
     assert not await aredis.exists(key)  # done: the windows go
+    assert await out.embed(Work(EMBED, "A", 77, 0, key)) == 0  # a rerun finds none: nothing made twice
+    await aredis.set(key, pack_windows(uids[:3], cells[:3]))
+    out.embedder.get = lambda: None
+    assert await out.embed(Work(EMBED, "A", 77, 0, key)) == 0 and not await aredis.exists(key)  # off: windows go
     mask = cells >= 0
     x, y = cell_xy(np.where(mask, cells, 0))
     emb = StubEmbedder().embed(np.where(mask, x, 0), np.where(mask, y, 0), mask, 77).astype(np.float32)
