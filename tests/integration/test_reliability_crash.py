@@ -11,9 +11,9 @@ import uuid
 import orjson
 import pytest
 import redis
-import redis.asyncio as aioredis
 
 from models.slots import DEFAULT_ORIGIN as O, SLOT_SECONDS as S, slot_from_dt
+from stream.keys import Keys
 from stream.pings import Limits
 from stream.processor import Processor
 from stream.publication import Ledger
@@ -39,14 +39,14 @@ def replay_with_kills(broker, redis_url, make_topic, tmp_path, kills: int, seed:
     try:
         for i in range(kills):
             w = WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / f"w{i}.log", ["--batch-size", "10"])
-            before = int(r.get(f"{app}:assembled") or -1)
+            before = int(r.get(Keys(app).assembled("A")) or -1)
             deadline = time.monotonic() + 60
             # Kill once this worker has made some progress (or after a random time): a random point mid-stream.
             wait = rng.uniform(0.0, 1.0)
-            while time.monotonic() < deadline and int(r.get(f"{app}:assembled") or -1) <= before:
+            while time.monotonic() < deadline and int(r.get(Keys(app).assembled("A")) or -1) <= before:
                 time.sleep(0.02)
             time.sleep(wait)
-            at.append(int(r.get(f"{app}:assembled") or -1))
+            at.append(int(r.get(Keys(app).assembled("A")) or -1))
             w.stop(signal.SIGKILL)
         w = WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / "final.log")
         try:
@@ -78,12 +78,6 @@ def pings(slots: int, users: int = 6) -> list:
     return [(None, orjson.dumps([{"uid": u, "ts": O + s * S + 5 + u, "x": 1 + (u + s) % 4, "y": 2} for u in range(users)]))
             for s in range(slots)]
 
-
-@pytest.fixture
-async def aredis(redis_client, redis_url):
-    r = aioredis.Redis.from_url(redis_url)
-    yield r
-    await r.aclose()
 
 
 async def run_with_crash(aredis, hook: str, crash_at: int, slots: int = 6, ledger: bool = True):
@@ -140,7 +134,7 @@ async def test_crash_in_forecast_publication_does_not_skip_the_slot(aredis, cras
     seen, crashed = await run_with_crash(aredis, "on_assembled", crash_at=crash_at)
     assert crashed == [crash_at]
     assert seen["on_assembled"] == list(range(5)), seen["on_assembled"]  # each once, in order, none skipped
-    assert await aredis.zcard("mobstream:A:unpub") == 0
+    assert await aredis.zcard(Keys().unpublished("A")) == 0
 
 
 async def test_without_a_ledger_the_crashed_slot_is_skipped(aredis):

@@ -13,6 +13,7 @@ from models.slots import slot_from_dt
 from stream.replay import ReplaySettings, replay
 from tests.integration.worker_proc import WorkerProc, wait_assembled
 from tests.stream.tiny_city import write_city
+from stream.keys import Keys
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +22,7 @@ def redis_flows(redis_url: str, app: str, city: str, slots) -> dict:
     r = redis.Redis.from_url(redis_url)
     out = {}
     for s in slots:
-        for cell, val in r.hgetall(f"{app}:{city}:flow:{s}").items():
+        for cell, val in r.hgetall(Keys(app).flow(city, s)).items():
             counts = tuple(int(v) for v in val.split(b","))
             if any(counts):
                 out[(s, int(cell))] = counts
@@ -67,4 +68,4 @@ def test_window_keys_expire(broker, redis_url, redis_client, make_topic, tmp_pat
         w.stop()
     ttls = {k: redis_client.ttl(k) for k in redis_client.keys(f"{app}:*")}
     assert ttls and all(0 < t <= 7200 for t in ttls.values()), {k: t for k, t in ttls.items() if t <= 0}
-    assert any(k.startswith(f"{app}:A:cells:".encode()) for k in ttls)
+    assert any(b":A:log:" in k and k.startswith(Keys(app).part(0).encode()) for k in ttls)

@@ -15,6 +15,7 @@ from stream.replay import ReplaySettings, replay
 from tests.integration.test_worker_flows import offline_flows, redis_flows
 from tests.integration.worker_proc import WorkerProc, wait_assembled
 from tests.stream.tiny_city import write_city
+from stream.keys import Keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -29,10 +30,10 @@ def test_kill_9_and_restart_leaves_exact_flows(broker, redis_url, redis_client, 
     r = redis.Redis.from_url(redis_url)
     try:
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and int(r.get(f"{app}:assembled") or -1) < 20:
+        while time.monotonic() < deadline and int(r.get(Keys(app).assembled("A")) or -1) < 20:
             time.sleep(0.05)
         w.stop(signal.SIGKILL)  # mid-stream: offsets since the last commit are redelivered
-        assert int(r.get(f"{app}:assembled") or -1) < last
+        assert int(r.get(Keys(app).assembled("A")) or -1) < last
         w2 = WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / "w2.log")
         try:
             wait_assembled(redis_url, app, last, w2)
