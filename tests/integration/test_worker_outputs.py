@@ -19,6 +19,7 @@ from models.grid import cell_id
 from models.slots import replay_ts, slot_from_dt, slots_of
 from models.windows import windows_for
 from stream.outputs import unpack_forecasts
+from stream.redis_client import sync_client
 from tests.integration.worker_proc import WorkerProc, wait_assembled
 from tests.stream.tiny_city import write_city
 from tests.stream.tiny_models import encoder_checkpoint, flow_checkpoint
@@ -47,7 +48,9 @@ def read_topics(bootstrap: str, topics: list[str], done, timeout: float = 90.0) 
     return got
 
 
-def test_forecasts_and_embeddings_match_the_offline_models(broker, redis_url, redis_client, make_topic, tmp_path):
+def test_forecasts_and_embeddings_match_the_offline_models(broker, any_redis, make_topic, tmp_path):
+    redis_url, cluster = any_redis
+    redis_client = sync_client(redis_url, cluster)
     topic = make_topic(partitions=2)
     df = write_city(tmp_path / "cityA.csv", n_users=40, days=1)
     replay(ReplaySettings(tmp_path / "cityA.csv", broker.bootstrap, topic, partitions=2, progress=False))
@@ -56,9 +59,9 @@ def test_forecasts_and_embeddings_match_the_offline_models(broker, redis_url, re
     app = f"t{uuid.uuid4().hex[:8]}"
     last = int(slot_from_dt(df.d.max(), 47))
     w = WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / "worker.log",
-                   ["--forecaster", str(tmp_path / "flow.pt"), "--embedder", str(tmp_path / "enc.pt")])
+                   ["--forecaster", str(tmp_path / "flow.pt"), "--embedder", str(tmp_path / "enc.pt")], cluster=cluster)
     try:
-        wait_assembled(redis_url, app, last, w)
+        wait_assembled(redis_url, app, last, w, cluster=cluster)
         seen = df[(df.x != 999) & (slot_from_dt(df.d.to_numpy(), df.t.to_numpy()) == last)]
         want_uids = {str(u) for u in seen.uid}
         deadline = time.monotonic() + 60

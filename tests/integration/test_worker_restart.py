@@ -44,16 +44,17 @@ def test_kill_9_and_restart_leaves_exact_flows(broker, redis_url, redis_client, 
     assert redis_flows(redis_url, app, "A", range(last + 1)) == offline_flows(df)
 
 
-def test_two_workers_equal_one(broker, redis_url, redis_client, make_topic, tmp_path):
+def test_two_workers_equal_one(broker, any_redis, make_topic, tmp_path):
+    redis_url, cluster = any_redis
     topic = make_topic(partitions=2)
     df = write_city(tmp_path / "c.csv", n_users=100, days=2, seed=5)
     replay(ReplaySettings(tmp_path / "c.csv", broker.bootstrap, topic, partitions=2, progress=False))
     app = f"t{uuid.uuid4().hex[:8]}"
     last = int(slot_from_dt(df.d.max(), 47))
-    ws = [WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / f"w{i}.log") for i in range(2)]
+    ws = [WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / f"w{i}.log", cluster=cluster) for i in range(2)]
     try:
-        wait_assembled(redis_url, app, last, ws, timeout=150)
+        wait_assembled(redis_url, app, last, ws, timeout=150, cluster=cluster)
     finally:
         for w in ws:
             w.stop()
-    assert redis_flows(redis_url, app, "A", range(last + 1)) == offline_flows(df)
+    assert redis_flows(redis_url, app, "A", range(last + 1), cluster) == offline_flows(df)
