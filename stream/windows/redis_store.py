@@ -8,7 +8,9 @@ alike on one redis-server and on a Redis Cluster (every script's keys share one 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -90,6 +92,9 @@ class RedisWindowStore(WindowStore):
         self.sha = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in self.scripts.items()}
         self.loaded: dict[int, Loaded] = {}
         self.cities: set[str] = set()
+        # A worker's partitions close the same slot at once (one Faust batch): one of them assembles it, the
+        # others then find it done; without this each summed the shares and all but one were refused.
+        self._assembling: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     # -- plumbing
     def _eval(self, pipe, name: str, keys: list, args: list) -> None:
@@ -225,7 +230,8 @@ class RedisWindowStore(WindowStore):
         await self._run(shares)
         made = []
         for city in cities:
-            made += await self._assemble(city, n_partitions)
+            async with self._assembling[city]:
+                made += await self._assemble(city, n_partitions)
         held = self.loaded[part]
         dead = [self.keys.log(part, c, s) for c, s in purge]
         await self._commit(part, [], [], dead, "", "", closed_through)

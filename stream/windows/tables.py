@@ -11,13 +11,15 @@ import numpy as np
 
 from models.slots import WINDOW_SLOTS
 
+COMPACT_AT = 200_000  # interned uids past which dead ones are dropped
+
 
 class Interner:
     """uid strings <-> dense int codes, so tables and lookups are integer arrays."""
 
-    def __init__(self) -> None:
-        self.code: dict[str, int] = {}
-        self.names: list[str] = []
+    def __init__(self, names: list[str] | None = None) -> None:
+        self.names: list[str] = names or []
+        self.code: dict[str, int] = {u: i for i, u in enumerate(self.names)}
 
     def encode(self, uids: list[str]) -> np.ndarray:
         code, names = self.code, self.names
@@ -114,9 +116,18 @@ class PartitionTables:
         return self.uids.decode(users), cells
 
     def forget_before(self, slot: int) -> None:
-        """Drop every table of a slot older than `slot` (no window needs it any more)."""
+        """Drop every table of a slot older than `slot` (no window needs it any more), and the uids no table
+        holds once they outnumber the live ones (a stream of ever-new ids must not grow the interner forever)."""
         for key in [k for k in self.tables if k[1] < slot]:
             del self.tables[key]
+        if len(self.uids.names) > COMPACT_AT:
+            for t in self.tables.values():
+                t.reduce()
+            live = np.unique(np.concatenate([t.uid for t in self.tables.values()] or [np.zeros(0, np.int64)]))
+            if len(self.uids.names) > 2 * len(live) + COMPACT_AT // 2:
+                for t in self.tables.values():
+                    t.uid = np.searchsorted(live, t.uid)  # an order-keeping renumbering: tables stay sorted
+                self.uids = Interner(self.uids.decode(live))
 
     def cities(self) -> set[str]:
         return {c for c, _ in self.tables}
