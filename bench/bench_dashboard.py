@@ -32,6 +32,7 @@ from models.grid import GRID_SIZE
 from stream import readers
 from stream.keys import Keys
 from stream.records import embedding_doc, error_doc, forecast_records
+from stream.windows import wal
 from stream.services import start_redis, stop
 
 CITY, END = "A", 1000
@@ -53,16 +54,22 @@ def fill(r, k: Keys, users: int, dim: int, seed: int = 0) -> None:
         fc = counts + rng.normal(0, 1, counts.shape)
         r.hset(k.forecast(CITY, s), mapping=dict(zip(cells.tolist(), forecast_records(CITY, s, "b", cells, fc.clip(0)))))
         r.hset(k.errors(CITY), s, error_doc(s, len(cells), 1.0, 0.8, "b"))
-    r.hset(k.latest, CITY, END)
-    r.hset(k.watermarks, mapping={p: float(1_800_000 + p) for p in range(4)})
+    r.sadd(k.cities, CITY)
+    r.set(k.latest(CITY), END)
+    r.sadd(k.parts, *range(4))
+    for p in range(4):
+        r.hset(k.clock(p), "wm", float(1_800_000 + p))
+    window = [], []
     with r.pipeline(transaction=False) as pipe:
         for u in range(users):
             vec = rng.standard_normal(dim)
             pipe.set(k.embedding(CITY, str(u)), embedding_doc(str(u), CITY, END, "b", vec))
-            pipe.hset(k.cells(CITY, END), str(u), f"0|{int(rng.integers(0, len(cells)))}")
+            window[0].append(str(u))
+            window[1].append(int(rng.integers(0, len(cells))))
             if u % 2000 == 1999:
                 pipe.execute()
         pipe.execute()
+    r.set(k.log(0, CITY, END), wal.encode(window[0], np.zeros(len(window[0]), np.int64), np.array(window[1])))
 
 
 def _hash(*arrays) -> None:

@@ -20,6 +20,7 @@ from stream import metrics as m
 from stream import records as rec
 from stream.exceptions import StreamError
 from stream.hotreload import Watched
+from stream.redis_client import is_cluster
 from stream.settings import WorkerSettings
 from stream.transport import execute_packed, flush, produce_all
 
@@ -182,9 +183,16 @@ class Inference:
             log.warning("%s slot %d (partition %d): windows %s are gone; no embeddings", w.city, w.slot, w.part, w.key)
             return 0
         loop = asyncio.get_running_loop()
-        records, blobs = await loop.run_in_executor(None, self._embed, model, w, raw)
+        cluster = is_cluster(self.redis)
+        records, blobs = await loop.run_in_executor(None, self._embed, model, w, raw, not cluster)
         queued = loop.run_in_executor(None, produce_all, self.producer, self.s.topics.embeddings, records)
         try:
+            if cluster:  # the embedding keys spread over the nodes, and one script may touch one node's keys only
+                for i in range(0, len(records), SET_MANY_CHUNK):
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        for uid, doc in records[i:i + SET_MANY_CHUNK]:
+                            pipe.set(self.keys.embedding(w.city, uid.decode()), doc, ex=self.s.ttl)
+                        await pipe.execute()
             for args in blobs:
                 await self._set_many(args=args)
         finally:
@@ -194,9 +202,9 @@ class Inference:
         await self.redis.delete(w.key)
         return len(records)
 
-    def _embed(self, model, w: rec.Work, raw: bytes) -> tuple[list[tuple[bytes, bytes]], list[list]]:
-        """((uid, record) pairs for the topic, SET_MANY argument lists: each call's key/record pairs in one blob,
-        their lengths beside)."""
+    def _embed(self, model, w: rec.Work, raw: bytes, set_many: bool) -> tuple[list[tuple[bytes, bytes]], list[list]]:
+        """((uid, record) pairs for the topic, SET_MANY argument lists (with `set_many`): each call's key/record
+        pairs in one blob, their lengths beside)."""
         uids, cells = rec.unpack_windows(raw)
         mask = cells >= 0  # (N, 8)
         x, y = cell_xy(np.where(mask, cells, 0))
@@ -206,7 +214,7 @@ class Inference:
         m.INFERENCE_SECONDS.labels("embedder").observe(time.perf_counter() - t0)
         docs = rec.embedding_docs(uids, w.city, w.slot, model.version, emb)
         blobs = []
-        for i in range(0, len(docs), SET_MANY_CHUNK):
+        for i in range(0, len(docs) if set_many else 0, SET_MANY_CHUNK):
             pairs, lengths = [], []
             for uid, doc in zip(uids[i:i + SET_MANY_CHUNK], docs[i:i + SET_MANY_CHUNK]):
                 key = self.keys.embedding(w.city, uid).encode()

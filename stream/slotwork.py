@@ -69,7 +69,7 @@ class WorkRunner:
     async def newest(self, w: rec.Work) -> int | None:
         """The newest slot of the item's kind: the partition's last closed (embed), the city's last assembled."""
         r = self.inference.redis
-        got = await (r.hget(self.keys.closed, w.part) if w.kind == rec.EMBED else r.hget(self.keys.latest, w.city))
+        got = await (r.hget(self.keys.closed(w.city), w.part) if w.kind == rec.EMBED else r.get(self.keys.assembled(w.city)))
         return None if got is None else int(got)
 
     async def run(self, raw: bytes) -> str:

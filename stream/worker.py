@@ -29,6 +29,7 @@ class Runner:
         self.processor = None
 
     def _build(self) -> None:
+        from stream.flows_out import FlowsPublisher
         from stream.processor import Processor
         from stream.publication import WorkLedger
         from stream.slotwork import WorkSender
@@ -37,8 +38,15 @@ class Runner:
 
         client = redis_client(self.s)
         store = RedisWindowStore(client, self.s.keys, self.s.ttl)
-        sender = WorkSender(self.s, client, make_producer(self.s.bootstrap, self.s.kafka_security))
-        hooks = {"on_closed": sender.on_closed, "on_assembled": sender.on_assembled, "full_windows": sender.full_windows}
+        producer = make_producer(self.s.bootstrap, self.s.kafka_security)
+        sender = WorkSender(self.s, client, producer)
+        flows = FlowsPublisher(client, producer, self.s.keys, self.s.topics.flows)
+
+        async def on_assembled(made) -> None:
+            await flows.on_assembled(made)
+            await sender.on_assembled(made)
+
+        hooks = {"on_closed": sender.on_closed, "on_assembled": on_assembled, "full_windows": sender.full_windows}
         ledger = WorkLedger(client, self.s.keys, self.s.retain_slots, self.s.ttl)
         self.processor = Processor(store, self.s.limits, lateness=self.s.lateness, n_partitions=self.s.partitions,
                                    origin=self.s.origin, ledger=ledger, **hooks)
@@ -77,15 +85,14 @@ def consumer_lag(app, last, gauge) -> None:
 
 
 def redis_client(s: WorkerSettings):
-    """The worker's asyncio Redis client."""
-    import redis.asyncio as aioredis
-
+    """The worker's asyncio Redis client: one redis-server, or a cluster (`--redis-cluster`)."""
+    from stream.redis_client import async_client
     from stream.security import redis_kwargs
 
     # redis-py's default socket timeout (5 s) is shorter than a reply can take when several workers load one
     # Redis: they timed out, retried their batches and kept Redis saturated (4 workers, 100k-user city).
-    return aioredis.Redis.from_url(s.redis_url, socket_timeout=s.redis_timeout,
-                                   **redis_kwargs(s.redis_url, s.redis_security))
+    return async_client(s.redis_url, s.redis_cluster, socket_timeout=s.redis_timeout,
+                        **redis_kwargs(s.redis_url, s.redis_security))
 
 
 def build_app(s: WorkerSettings, inference=None):
@@ -123,6 +130,14 @@ def build_app(s: WorkerSettings, inference=None):
         async def ingest(stream):
             async for events in stream.take_events(s.batch_size, within=s.batch_wait):
                 await runner.handle(events)
+
+        @app.on_partitions_revoked.connect
+        async def forget_revoked(app, revoked, **kwargs) -> None:
+            # The next owner reloads the partition from Redis; a stale copy here must not be reused later.
+            if runner.processor is not None:
+                for tp in revoked:
+                    if tp.topic == s.topics.pings:
+                        runner.processor.store.forget(tp.partition)
 
     if s.runs("infer"):
         add_infer_agent(app, s, inference, raw)
@@ -194,7 +209,7 @@ def run(s: WorkerSettings, loglevel: str = "info") -> None:
             raise
         raise SettingsError(f"setting work_partitions (MOBSTREAM_WORK_PARTITIONS) = {s.work_partitions}: {exc}; "
                             "set it to the topic's partition count") from exc
-    for name in (s.topics.dlq, s.topics.forecasts, s.topics.embeddings):
+    for name in (s.topics.dlq, s.topics.forecasts, s.topics.embeddings, s.topics.flows):
         try:
             create_topic(s.bootstrap, name, s.partitions, client=kafka)
         except ServiceError as exc:  # an output topic may have any partition count

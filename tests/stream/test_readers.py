@@ -9,6 +9,7 @@ import pytest
 from models.grid import cell_id
 from stream import readers
 from stream.keys import Keys
+from stream.windows import wal
 from stream.readers import ReadError
 from stream.records import embedding_doc, error_doc, forecast_records
 
@@ -58,10 +59,15 @@ def test_embedding_base64_as_the_worker_writes_it():
         readers.parse_embedding(b'{"embedding": [0.1, 0.2]}', "k")
 
 
-def test_reads_on_real_redis(redis_client):
-    k, r = Keys("rd"), redis_client
-    r.hset(k.latest, "A", 10)
-    r.hset(k.watermarks, mapping={0: 1.5, 1: 2.5})
+def test_reads_on_real_redis(any_redis):
+    from stream.redis_client import sync_client
+
+    k, r = Keys("rd"), sync_client(*any_redis)
+    r.sadd(k.cities, "A")
+    r.set(k.latest("A"), 10)
+    r.sadd(k.parts, 0, 1)
+    r.hset(k.clock(0), "wm", 1.5)
+    r.hset(k.clock(1), "wm", 2.5)
     r.hset(k.flow("A", 10), mapping={5: "3,1,0"})
     r.hset(k.flow("A", 9), mapping={5: "2,0,0"})
     r.hset(k.forecast("A", 9), mapping={5: forecast_records("A", 9, "v", np.array([5]), np.array([[2.5, 1, 0]]))[0]})
@@ -69,8 +75,10 @@ def test_reads_on_real_redis(redis_client):
     r.hset(k.errors("A"), mapping={10: error_doc(10, 1, 1.0, 0.5, "v"), 9: error_doc(9, 1, None, 0.7, "v")})
     for u in ("10", "2", "x"):
         r.set(k.embedding("A", u), embedding_doc(u, "A", 10, "v", np.array([float(len(u)), 1.0])))
-    r.hset(k.cells("A", 10), mapping={"2": "100|5", "10": "90|7"})
-    r.hset(k.cells("A", 2), mapping={"2": "100|9"})  # outside the 8-slot window ending at 10
+    # the partitions' slot logs: the later ping wins, slot 2 lies outside the 8-slot window ending at 10
+    r.append(k.log(0, "A", 10), wal.encode(["2", "2"], np.array([100, 50]), np.array([5, 6])))
+    r.append(k.log(1, "A", 10), wal.encode(["10"], np.array([90]), np.array([7])))
+    r.append(k.log(0, "A", 2), wal.encode(["2"], np.array([100]), np.array([9])))
     assert readers.latest_slots(r, k) == {"A": 10} and readers.watermarks(r, k) == {0: 1.5, 1: 2.5}
     assert readers.flow_grid(r, k, "A", 10)[:, 0, 5].tolist() == [3, 1, 0]
     assert readers.flow_grid(r, k, "A", 11).sum() == 0

@@ -126,8 +126,8 @@ class FakeInference:
 async def test_work_older_than_max_inference_lag_is_skipped_and_counted(aredis, redis_url):
     s = WorkerSettings(bootstrap="b:1", redis_url=redis_url, app="lagt", max_inference_lag=3)
     k = s.keys
-    await aredis.hset(k.latest, "A", 20)
-    await aredis.hset(k.closed, 0, 20)
+    await aredis.set(k.assembled("A"), 20)
+    await aredis.hset(k.closed("A"), 0, 20)
     await aredis.zadd(k.unpublished("A"), {15: 15, 18: 18})
     await aredis.set(k.windows("A", 15, 0), b"x")
     inf = FakeInference(aredis)
