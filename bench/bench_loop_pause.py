@@ -12,6 +12,7 @@ cells with a tiny flow LSTM). Both modes run the same code, the `--role all` wor
   after   the hooks write the windows and send work items (stream.slotwork.WorkSender) to a real broker;
           an infer consumer (aiokafka, as Faust's agent) on the same loop runs them (stream.slotwork.WorkRunner),
           models in a thread.
+  ingest  after's ingest side alone (work items sent, nobody runs them): the ingest path's own pauses;
   idle    the timer alone on a loop for --idle s: this (shared) machine's floor.
 Printed per mode: the loop's longest pause (a 20 ms timer's oversleep, stream.looplag), pauses > 100 ms,
 the ingest lag (how late each message was processed after it was offered) p50/p99/max, the CPU seconds per
@@ -119,7 +120,8 @@ async def run_mode(mode: str, a, bootstrap: str, redis_url: str, msgs: list, fpa
         sender = WorkSender(s, r, make_producer(bootstrap))
         hooks = dict(on_closed=sender.on_closed, on_assembled=sender.on_assembled, full_windows=sender.full_windows,
                      ledger=WorkLedger(r, s.keys))
-        consumer = asyncio.ensure_future(infer(s, bootstrap, WorkRunner(s, inference, WorkLedger(r, s.keys)), stop))
+        if mode == "after":  # "ingest": no inference at all, the ingest side's own pauses
+            consumer = asyncio.ensure_future(infer(s, bootstrap, WorkRunner(s, inference, WorkLedger(r, s.keys)), stop))
     p = Processor(RedisWindowStore(r, s.keys, s.ttl), Limits(max_future=0), lateness=0, n_partitions=1, origin=O, **hooks)
 
     lag = looplag.LoopLag()
@@ -138,9 +140,9 @@ async def run_mode(mode: str, a, bootstrap: str, redis_url: str, msgs: list, fpa
         late.append(time.perf_counter() - due)
     ingest_s = time.perf_counter() - t0
     last = len(msgs) and int((msgs[-1][0] - O) // S) - 1
-    while int(await r.zcard(s.keys.kept("A"))) < last + 1 or await r.zcard(s.keys.unpublished("A")):
+    while mode != "ingest" and (int(await r.zcard(s.keys.kept("A"))) < last + 1 or await r.zcard(s.keys.unpublished("A"))):
         await asyncio.sleep(0.1)
-    while [k async for k in r.scan_iter(match=f"{s.app}:*:win:*")]:
+    while mode != "ingest" and [k async for k in r.scan_iter(match=f"{s.app}:*:win:*")]:
         await asyncio.sleep(0.1)
     total = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
