@@ -103,25 +103,30 @@ class Inference:
         self.redis, self.producer = redis, producer
         self._set_many = redis.register_script(lua.SET_MANY)
 
-    async def _read(self, city: str, slots: list[int]) -> tuple[list[tuple[np.ndarray, np.ndarray]], bytes | None]:
-        """The slots' assembled flows as (cells (n,), counts (n, 3)) and the packed forecast made at the
-        slot before the last: one round trip of 9 string values (not 8 x 40,000 hash fields)."""
+    async def _read(self, city: str, slots: list[int]) -> tuple[list[bytes], bytes | None]:
+        """The slots' packed flow values and the packed forecast made at the slot before the last: one round
+        trip of 9 string values (not 8 x 40,000 hash fields)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for s in slots:
                 pipe.get(self.keys.flow_packed(city, s))
             pipe.get(self.keys.forecast_packed(city, slots[-1] - 1))
             *got, prev = await pipe.execute()
-        flows, parsed = [], {}
-        for s, raw in zip(slots, got):
+        for i, (s, raw) in enumerate(zip(slots, got)):
             if raw is None:  # assembled before the packed copy existed: the hash holds the same flows
                 h = await self.redis.hgetall(self.keys.flow(city, s))
-                raw = rec.flow_value([int(c) for c in h], [int(v) for x in h.values() for v in x.split(b",")])
+                got[i] = rec.flow_value([int(c) for c in h], [int(v) for x in h.values() for v in x.split(b",")])
+        return got, prev
+
+    def _parse(self, city: str, slots: list[int], raws: list[bytes]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The flow values as (cells (n,), counts (n, 3)); 7 of the 8 slots were read at the previous close,
+        so a value is parsed again only if it changed."""
+        flows, parsed = [], {}
+        for s, raw in zip(slots, raws):
             seen = self._flows.get((city, s))
-            # 7 of the 8 slots were read at the previous close: parse a value again only if it changed.
             parsed[city, s] = seen if seen is not None and seen[0] == raw else (raw, rec.parse_flow(raw))
             flows.append(parsed[city, s][1])
         self._flows = {k: v for k, v in self._flows.items() if k[0] != city} | parsed
-        return flows, prev
+        return flows
 
     async def forecast(self, city: str, slot: int) -> None:
         """Forecasts from the slot's 8-slot flow windows (when a forecaster is on) and the live error; returns
@@ -129,23 +134,11 @@ class Inference:
         model = self.forecaster.get()
         # Without a forecaster only the live persistence error is made, which needs two slots, not eight.
         slots = list(range(slot - (WINDOW_SLOTS if model is not None else 2) + 1, slot + 1))
-        flows, prev = await self._read(city, slots)
+        raws, prev = await self._read(city, slots)
         loop = asyncio.get_running_loop()
-        cells, err, made = await loop.run_in_executor(None, self._compute, model, city, slot, flows, prev)
-        writes = [("HSET", self.keys.errors(city), str(slot), err), ("EXPIRE", self.keys.errors(city), self.s.ttl)]
-        queued = None
-        if made is not None:
-            docs, pred = made
-            key = city.encode().replace(b"%", b"%%") + b":%d"
-            # Queued in a thread while Redis stores the same records.
-            queued = loop.run_in_executor(
-                None, produce_all, self.producer, self.s.topics.forecasts, list(zip([key % c for c in cells.tolist()], docs)))
-            fc = self.keys.forecast(city, slot)
-            fields = [None] * (2 * len(cells))
-            fields[::2], fields[1::2] = cells.tolist(), docs
-            writes += [("SET", self.keys.forecast_packed(city, slot), rec.pack_forecasts(model.version, cells, pred),
-                        "EX", self.s.ttl),
-                       ("DEL", fc), ("HSET", fc, *fields), ("EXPIRE", fc, self.s.ttl)]
+        records, writes = await loop.run_in_executor(None, self._compute, model, city, slot, slots, raws, prev)
+        # Queued in a thread while Redis stores the same records.
+        queued = loop.run_in_executor(None, produce_all, self.producer, self.s.topics.forecasts, records) if records else None
         try:
             # One transaction packed in C: redis-py packing 40,000 hash fields cost more than the prediction's
             # overhead, and a Lua script's 40,000 near-identical strings collide in Lua's string table (seconds).
@@ -153,23 +146,32 @@ class Inference:
         finally:
             if queued is not None:
                 await queued
-                m.FORECASTS.inc(len(cells))
+                m.FORECASTS.inc(len(records))
         await flush(self.producer, f"forecasts of {city} slot {slot}")
 
-    @staticmethod
-    def _compute(model, city: str, slot: int, flows: list, prev: bytes | None):
-        """(cells (N,), error record, (records, rounded counts (N, 3)) or None without a forecaster)."""
+    def _compute(self, model, city: str, slot: int, slots: list[int], raws: list[bytes], prev: bytes | None):
+        """((key, record) per forecast cell, the Redis writes: live error, and `fc:`/`fcn:` with a forecaster)."""
+        flows = self._parse(city, slots, raws)
         cells, at = _union(c for c, _ in flows)
         chan = np.zeros((len(cells), len(flows), 3), dtype=np.float32)  # (N, 8 or 2, 3)
         for j, (c, counts) in enumerate(flows):
             chan[at[c], j] = counts
         err = live_error(slot, cells, chan, prev)
+        writes = [("HSET", self.keys.errors(city), str(slot), err), ("EXPIRE", self.keys.errors(city), self.s.ttl)]
         if model is None or not len(cells):
-            return cells, err, None
+            return [], writes
         t0 = time.perf_counter()
         pred = np.asarray(model.predict(chan, slot, cells), dtype=np.float64)  # (N, 3)
         m.INFERENCE_SECONDS.labels("forecaster").observe(time.perf_counter() - t0)
-        return cells, err, (rec.forecast_records(city, slot, model.version, cells, pred), pred.round(4))
+        docs = rec.forecast_records(city, slot, model.version, cells, pred)
+        key = city.encode().replace(b"%", b"%%") + b":%d"
+        fc = self.keys.forecast(city, slot)
+        fields = [None] * (2 * len(cells))
+        fields[::2], fields[1::2] = cells.tolist(), docs
+        writes += [("SET", self.keys.forecast_packed(city, slot), rec.pack_forecasts(model.version, cells, pred.round(4)),
+                    "EX", self.s.ttl),
+                   ("DEL", fc), ("HSET", fc, *fields), ("EXPIRE", fc, self.s.ttl)]
+        return list(zip([key % c for c in cells.tolist()], docs)), writes
 
     async def embed(self, w: rec.Work) -> int:
         """Embeddings of the windows at `w.key`, which are deleted once done; returns how many (0 when the
