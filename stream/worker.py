@@ -30,8 +30,10 @@ class Runner:
 
     def _build(self) -> None:
         from stream.flows_out import FlowsPublisher
+        from stream.ownership import Owners
         from stream.processor import Processor
         from stream.publication import WorkLedger
+        from stream.repartition import KafkaForward, Repartition
         from stream.slotwork import WorkSender
         from stream.transport import make_producer
         from stream.windows.redis_store import RedisWindowStore
@@ -39,6 +41,7 @@ class Runner:
         client = redis_client(self.s)
         store = RedisWindowStore(client, self.s.keys, self.s.ttl)
         producer = make_producer(self.s.bootstrap, self.s.kafka_security)
+        repartition = Repartition(Owners(self.s.partitions), KafkaForward(producer, self.s.repartition_topic))
         sender = WorkSender(self.s, client, producer)
         flows = FlowsPublisher(client, producer, self.s.keys, self.s.topics.flows)
 
@@ -49,26 +52,29 @@ class Runner:
         hooks = {"on_closed": sender.on_closed, "on_assembled": on_assembled, "full_windows": sender.full_windows}
         ledger = WorkLedger(client, self.s.keys, self.s.retain_slots, self.s.ttl)
         self.processor = Processor(store, self.s.limits, lateness=self.s.lateness, n_partitions=self.s.partitions,
-                                   origin=self.s.origin, ledger=ledger, **hooks)
+                                   origin=self.s.origin, ledger=ledger, repartition=repartition, **hooks)
 
     async def handle(self, events) -> None:
         if self.processor is None:
             self._build()
-        by_part: dict[int, list] = defaultdict(list)
+        by_part: dict[tuple[str, int], list] = defaultdict(list)
         for e in events:
-            by_part[e.message.partition].append(e.message)
-        # Partitions are independent (assembly across them is atomic in Redis), so their round trips overlap.
-        await asyncio.gather(*(self._partition(part, msgs) for part, msgs in by_part.items()))
+            by_part[e.message.topic, e.message.partition].append(e.message)
+        # Partitions are independent (assembly across them is atomic in Redis), so their round trips overlap;
+        # a partition's pings and what was forwarded to it take turns (the Processor locks per partition).
+        await asyncio.gather(*(self._partition(part, msgs, topic == self.s.repartition_topic)
+                               for (topic, part), msgs in by_part.items()))
 
-    async def _partition(self, part: int, msgs: list) -> None:
-        out = await self.processor.process(part, [(mm.key, mm.value) for mm in msgs])
+    async def _partition(self, part: int, msgs: list, forwarded: bool = False) -> None:
+        out = await self.processor.process(part, [(mm.key, mm.value) for mm in msgs], forwarded)
         last = msgs[-1]
         for d in out.dead:
             await self.dlq.send(key=d.key, value=d.value,
                                 headers=d.headers(f"{last.topic}/{part}/{msgs[0].offset}-{last.offset}"))
-        self._lag(last)
+        if not forwarded:
+            self._lag(last)
 
-    def _lag(self, last) -> None:
+    def _lag(self, last) -> None:  # of the pings topic (the partition label alone names it)
         now = time.time()
         m.INGEST_LAG_SECONDS.observe(max(0.0, now - last.timestamp))  # faust gives seconds
         consumer_lag(self.app, last, m.CONSUMER_LAG)
@@ -123,7 +129,9 @@ def build_app(s: WorkerSettings, inference=None):
     )
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     if s.runs("ingest"):
-        pings = app.topic(s.topics.pings, partitions=s.partitions, **raw)
+        # The pings topic and the repartition topic have the same partition count and one agent: Faust gives
+        # partition p of both to the same worker, the owner of partition p's users.
+        pings = app.topic(s.topics.pings, s.repartition_topic, partitions=s.partitions, **raw)
         runner = Runner(s, app, {"dlq": app.topic(s.topics.dlq, **raw)})
 
         @app.agent(pings, name="ingest")
@@ -202,6 +210,7 @@ def run(s: WorkerSettings, loglevel: str = "info") -> None:
     check_redis(s.redis_url, s.redis_security)  # a refused password fails here, naming the setting
     kafka = aiokafka_kwargs(s.kafka_security)
     create_topic(s.bootstrap, s.topics.pings, s.partitions, client=kafka)
+    create_topic(s.bootstrap, s.repartition_topic, s.partitions, client=kafka)  # must match: raises if not
     try:
         create_topic(s.bootstrap, s.work_topic, s.n_work_partitions, client=kafka)
     except ServiceError as exc:  # items are placed on partitions by number: every worker must agree
