@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import orjson
@@ -11,6 +12,7 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from models.slots import DEFAULT_ORIGIN as O, SLOT_SECONDS as S
+from stream.services import create_topic
 from tests.integration.worker_proc import WorkerProc, wait_assembled
 
 pytestmark = pytest.mark.integration
@@ -75,3 +77,72 @@ def test_bad_pings_go_to_the_dlq_with_reasons(broker, redis_url, redis_client, m
     flows = {int(c): v.decode() for c, v in r.hgetall(f"{app}:A:flow:0").items()}
     r.close()
     assert flows == {(4 - 1) * 200 + 2: "2,0,0", (7 - 1) * 200 + 6: "1,0,0"}  # uids 1, 2 in (3,4); 5 in (7,7)
+
+
+def read_back(bootstrap: str, topic: str, n: int, timeout: float = 90.0) -> list:
+    """Every record on `topic` (until n are read or the time is up), with a plain confluent-kafka consumer."""
+    from confluent_kafka import Consumer
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{uuid.uuid4().hex[:6]}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    got: list = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(got) < n and time.monotonic() < deadline:
+            got.extend(m for m in c.consume(100, timeout=0.5) if m.error() is None)
+    finally:
+        c.close()
+    return got
+
+
+def counted(w: WorkerProc) -> int:
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in w.metrics().splitlines()
+                   if line.startswith("mobstream_dead_letters_total{")))
+
+
+def test_dead_letters_of_every_size_are_delivered_and_counted(broker, redis_url, make_topic, tmp_path):
+    """Values at and around the producer's limit (faust: 1,000,000), aiokafka's 1 MiB and --max-message-bytes,
+    a huge key, invalid UTF-8: all on the DLQ, each fitting, the metric equal to what confluent-kafka reads."""
+    topic = make_topic(partitions=1)
+    max_bytes = 3_000_000
+    junk = [999_000, 999_999, 1_000_000, 1_000_001, 1_048_576, 1_048_577, max_bytes - 1, max_bytes]
+    over = [max_bytes + 1, 10_000_000]
+    messages = [(b"{" * n, None) for n in junk] + [(b"[" * n, None) for n in over]
+    messages += [(b"\xff\xfe\xc3\x28 not utf-8", None), (b"{" * 990_000, b"k" * 200_000)]
+    messages += [(orjson.dumps({"uid": i, "ts": "NaN", "x": 3, "y": 4}), str(i).encode()) for i in range(40)]
+
+    async def produce_big():
+        p = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, max_request_size=32_000_000)
+        await p.start()
+        try:
+            for value, key in messages:
+                await p.send_and_wait(topic, value, key=key, partition=0)
+        finally:
+            await p.stop()
+    asyncio.run(produce_big())
+    create_topic(broker.bootstrap, f"{topic}-dlq", 1)  # so that the reader below finds it at once
+    w = WorkerProc(broker.bootstrap, redis_url, topic, f"t{uuid.uuid4().hex[:8]}", 1, tmp_path / "worker.log",
+                   ["--max-message-bytes", str(max_bytes)])
+    try:
+        got = read_back(broker.bootstrap, f"{topic}-dlq", len(messages))
+        deadline = time.monotonic() + 20
+        while counted(w) < len(got) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        n_counted = counted(w)
+    finally:
+        w.stop()
+    assert len(got) == n_counted == len(messages), w.tail()
+    log = w.log.read_text(errors="replace")
+    assert "Traceback" not in log and "ProducerSendError" not in log and "crashed" not in log, w.tail()
+    by_size = {}
+    for msg in got:
+        h = dict(msg.headers())
+        assert len(msg.value()) + len(msg.key() or b"") + sum(len(v) for v in h.values()) < 1_000_000
+        by_size.setdefault(h["reason"].decode(), []).append((len(msg.value()), "cut" in h))
+    assert sorted(by_size["oversize"]) and all(cut for _, cut in by_size["oversize"])
+    whole = sorted(n for n, cut in by_size["not_json"] if not cut)
+    assert whole == [14, 999_000]  # the invalid UTF-8 bytes, and the one large value that fits with its headers
+    assert len(by_size["not_json"]) == len(junk) + 2 and len(by_size["oversize"]) == len(over)
+    raw = {m.value() for m in got}
+    assert b"\xff\xfe\xc3\x28 not utf-8" in raw and b"{" * 999_000 in raw
