@@ -42,6 +42,13 @@ def latest_slots(r, keys: Keys) -> dict[str, int]:
     return {_s(c): int(s) for c, s in r.hgetall(keys.latest).items()}
 
 
+def published_slot(r, keys: Keys, city: str) -> int | None:
+    """The newest slot of `city` whose outputs (forecasts, error, embeddings) are published: the ledger's
+    `outs` set (stream.publication); None before the first publication."""
+    top = r.zrevrange(keys.kept(city), 0, 0, withscores=True)
+    return int(top[0][1]) if top else None
+
+
 def watermarks(r, keys: Keys) -> dict[int, float]:
     """Partition -> max event time seen (epoch s)."""
     return {int(p): float(v) for p, v in r.hgetall(keys.watermarks).items()}

@@ -80,6 +80,7 @@ def write_outputs(url: str, app: str, city: str, slots: list[int], dim: int = 32
                                                          "model": float(np.abs(p + 0.3 - a).mean()) * 0.8,
                                                          "persistence": float(np.abs(p - a).mean())}))
             prev = h
+            r.zadd(k.kept(city), {s: s})  # published, as the worker's ledger records it
         cells: dict[str, list[int]] = {}
         for s in slots[-8:]:
             for uid, v in r.hgetall(k.cells(city, s)).items():
