@@ -2,13 +2,17 @@
 
 Formats, told apart by their header:
   yjmob   uid,d,t,x,y                  YJMob100K / HuMob; ts = slots.replay_ts(d, t, uid); 999,999 masked
-  gps     uid,lat,lon,timestamp        raw GPS; timestamp epoch seconds or ISO-8601; cells mapped by the worker
-CSV, CSV.gz or Parquet.
+  gps     uid,lat,lon,timestamp        raw GPS; timestamp epoch seconds or milliseconds, or ISO-8601 (with or
+                                       without zone, fractional seconds); cells mapped by the worker
+CSV, CSV.gz or Parquet. A gps file is read through training.readers (the offline reader: same timestamp
+rule, same row checks) into DuckDB before anything is sent; a bad row (bad timestamp, before the origin,
+not finite, negative uid) stops the replay with one line naming file, line and field, unless skip_bad.
 """
 
 from __future__ import annotations
 
 import gzip
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +26,7 @@ from stream.exceptions import StreamError
 
 YJMOB = ("uid", "d", "t", "x", "y")
 GPS = ("uid", "lat", "lon", "timestamp")
+log = logging.getLogger(__name__)
 _CITY = re.compile(r"city_?([A-Za-z])(?:[_\-.]|$)")
 
 
@@ -105,15 +110,41 @@ def query(path: Path, fmt: str, days, users, origin: int) -> str:
     if fmt == "yjmob":
         return (f"SELECT uid, d, t, x, y FROM {_relation(path)}{_where(fmt, days, users, origin)} "
                 "ORDER BY d, t, uid")
-    ts = ("CASE WHEN typeof(timestamp) IN ('VARCHAR') THEN epoch(CAST(timestamp AS TIMESTAMPTZ)) "
-          "ELSE CAST(timestamp AS DOUBLE) END")
-    inner = f"SELECT uid, lat, lon, {ts} AS ts FROM {_relation(path)}"
-    return f"SELECT * FROM ({inner}){_where(fmt, days, users, origin)} ORDER BY ts, uid"
+    return f"SELECT uid, lat, lon, ts FROM {GPS_TABLE}{_where(fmt, days, users, origin)} ORDER BY ts, uid"
+
+
+GPS_TABLE = "gps_rows"
+
+
+def load_gps(con, path: Path, origin: int, skip_bad: bool) -> int:
+    """Load a gps file's valid rows (uid, lat, lon, ts in epoch seconds) into GPS_TABLE; returns the bad rows
+    skipped. Rows outside the grid are kept: the worker maps lat/lon with its own grid and dead-letters them."""
+    import pyarrow as pa
+
+    from training.exceptions import DataFormatError
+    from training.readers import ReadSummary, read_chunks
+
+    summary = ReadSummary()
+    con.execute(f"CREATE TABLE {GPS_TABLE} (uid BIGINT, lat DOUBLE, lon DOUBLE, ts DOUBLE)")
+    try:
+        for cols in read_chunks(path, "gps", strict=False, summary=summary, origin=origin, cells=False):
+            rows = pa.table({k: cols[k] for k in ("uid", "lat", "lon", "ts")})  # noqa: F841 - read by DuckDB
+            con.execute(f"INSERT INTO {GPS_TABLE} SELECT * FROM rows")
+    except DataFormatError as exc:
+        raise ReplayError(f"{exc}; nothing was sent") from exc
+    if summary.bad_rows:
+        counts = ", ".join(f"{k} {n}" for k, n in sorted(summary.bad.items()))
+        first = summary.examples[0].message()
+        if not skip_bad:
+            raise ReplayError(f"{first} ({summary.bad_rows} bad rows: {counts}); nothing was sent "
+                              "(setting skip_bad_rows, MOBSTREAM_SKIP_BAD_ROWS, replays the valid rows)")
+        log.warning("%s: skipping %d bad rows (%s); the first: %s", path, summary.bad_rows, counts, first)
+    return summary.bad_rows
 
 
 def read(path: Path, days=None, users=None, origin: int = DEFAULT_ORIGIN, chunk_rows: int = 200_000,
-         memory_limit: str = "1GB") -> tuple[int, Iterator[Chunk]]:
-    """(row count, chunks in event-time order)."""
+         memory_limit: str = "1GB", skip_bad: bool = False) -> tuple[int, Iterator[Chunk], int]:
+    """(row count, chunks in event-time order, bad rows skipped)."""
     import duckdb
 
     path = Path(path)
@@ -122,6 +153,7 @@ def read(path: Path, days=None, users=None, origin: int = DEFAULT_ORIGIN, chunk_
     fmt = format_of(path)
     con = duckdb.connect()
     con.execute(f"SET memory_limit='{memory_limit}'")
+    skipped = load_gps(con, path, origin, skip_bad) if fmt == "gps" else 0
     sql = query(path, fmt, days, users, origin)
     try:
         total = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
@@ -139,7 +171,7 @@ def read(path: Path, days=None, users=None, origin: int = DEFAULT_ORIGIN, chunk_
         finally:
             con.close()
 
-    return int(total), chunks()
+    return int(total), chunks(), skipped
 
 
 def _chunk(fmt: str, cols: dict, origin: int) -> Chunk:
