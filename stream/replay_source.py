@@ -4,9 +4,10 @@ Formats, told apart by their header:
   yjmob   uid,d,t,x,y                  YJMob100K / HuMob; ts = slots.replay_ts(d, t, uid); 999,999 masked
   gps     uid,lat,lon,timestamp        raw GPS; timestamp epoch seconds or milliseconds, or ISO-8601 (with or
                                        without zone, fractional seconds); cells mapped by the worker
-CSV, CSV.gz or Parquet. A gps file is read through training.readers (the offline reader: same timestamp
-rule, same row checks) into DuckDB before anything is sent; a bad row (bad timestamp, before the origin,
-not finite, negative uid) stops the replay with one line naming file, line and field, unless skip_bad.
+CSV, CSV.gz or Parquet. A file is read through training.readers (the offline reader: same timestamp rule,
+same row checks) into DuckDB before anything is sent; a bad row (yjmob: a field out of range, a second
+record of a user in a slot; gps: bad timestamp, before the origin, not finite; negative uid) stops the
+replay with one line naming file, line and field, unless skip_bad.
 """
 
 from __future__ import annotations
@@ -87,13 +88,6 @@ def parse_users(spec: str | None) -> list[tuple[int, int]] | None:
     return out
 
 
-def _relation(path: Path) -> str:
-    p = str(path).replace("'", "''")
-    if path.suffix == ".parquet":
-        return f"read_parquet('{p}')"
-    return f"read_csv('{p}', header=true, auto_detect=true)"
-
-
 def _where(fmt: str, days: tuple[int, int] | None, users, origin: int) -> str:
     conds = []
     if days is not None:
@@ -106,30 +100,32 @@ def _where(fmt: str, days: tuple[int, int] | None, users, origin: int) -> str:
     return (" WHERE " + " AND ".join(conds)) if conds else ""
 
 
-def query(path: Path, fmt: str, days, users, origin: int) -> str:
-    if fmt == "yjmob":
-        return (f"SELECT uid, d, t, x, y FROM {_relation(path)}{_where(fmt, days, users, origin)} "
-                "ORDER BY d, t, uid")
-    return f"SELECT uid, lat, lon, ts FROM {GPS_TABLE}{_where(fmt, days, users, origin)} ORDER BY ts, uid"
+ROWS = "replay_rows"
+COLUMNS = {"yjmob": ("uid", "d", "t", "x", "y"), "gps": ("uid", "lat", "lon", "ts")}
+_TYPES = {"yjmob": "uid BIGINT, d BIGINT, t BIGINT, x BIGINT, y BIGINT",
+          "gps": "uid BIGINT, lat DOUBLE, lon DOUBLE, ts DOUBLE"}
 
 
-GPS_TABLE = "gps_rows"
+def query(fmt: str, days, users, origin: int) -> str:
+    order = "d, t, uid" if fmt == "yjmob" else "ts, uid"
+    return f"SELECT {', '.join(COLUMNS[fmt])} FROM {ROWS}{_where(fmt, days, users, origin)} ORDER BY {order}"
 
 
-def load_gps(con, path: Path, origin: int, skip_bad: bool) -> int:
-    """Load a gps file's valid rows (uid, lat, lon, ts in epoch seconds) into GPS_TABLE; returns the bad rows
-    skipped. Rows outside the grid are kept: the worker maps lat/lon with its own grid and dead-letters them."""
+def load(con, path: Path, fmt: str, origin: int, skip_bad: bool) -> int:
+    """Load a file's valid rows through training.readers into table ROWS (gps ts in epoch seconds); returns the
+    bad rows skipped. Kept as rows: masked yjmob records (counted by the replay), gps points outside the
+    grid (the worker maps lat/lon with its own grid and dead-letters them)."""
     import pyarrow as pa
 
     from training.exceptions import DataFormatError
     from training.readers import ReadSummary, read_chunks
 
     summary = ReadSummary()
-    con.execute(f"CREATE TABLE {GPS_TABLE} (uid BIGINT, lat DOUBLE, lon DOUBLE, ts DOUBLE)")
+    con.execute(f"CREATE TABLE {ROWS} ({_TYPES[fmt]})")
     try:
-        for cols in read_chunks(path, "gps", strict=False, summary=summary, origin=origin, cells=False):
-            rows = pa.table({k: cols[k] for k in ("uid", "lat", "lon", "ts")})  # noqa: F841 - read by DuckDB
-            con.execute(f"INSERT INTO {GPS_TABLE} SELECT * FROM rows")
+        for cols in read_chunks(path, fmt, strict=False, summary=summary, origin=origin, cells=False):
+            rows = pa.table({k: cols[k] for k in COLUMNS[fmt]})  # noqa: F841 - DuckDB reads it by name
+            con.execute(f"INSERT INTO {ROWS} SELECT * FROM rows")
     except DataFormatError as exc:
         raise ReplayError(f"{exc}; nothing was sent") from exc
     if summary.bad_rows:
@@ -153,8 +149,13 @@ def read(path: Path, days=None, users=None, origin: int = DEFAULT_ORIGIN, chunk_
     fmt = format_of(path)
     con = duckdb.connect()
     con.execute(f"SET memory_limit='{memory_limit}'")
-    skipped = load_gps(con, path, origin, skip_bad) if fmt == "gps" else 0
-    sql = query(path, fmt, days, users, origin)
+    con.execute("SET enable_progress_bar=false")  # the replay has its own; DuckDB's would print on stderr
+    try:
+        skipped = load(con, path, fmt, origin, skip_bad)
+    except BaseException:
+        con.close()
+        raise
+    sql = query(fmt, days, users, origin)
     try:
         total = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
         cur = con.execute(sql)

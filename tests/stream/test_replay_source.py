@@ -64,3 +64,15 @@ def test_skip_bad_rows_counts_them(tmp_path):
     path, n = bad_file(tmp_path)
     total, got, bad = rows(path, skip_bad=True)
     assert bad == 2 and total == n - 1 and got["ts"].min() >= DEFAULT_ORIGIN  # line 6 replaced a good row
+
+
+def test_a_bad_yjmob_row_refuses_the_file_in_one_line(tmp_path):
+    path = tmp_path / "cityA.csv"
+    path.write_text("uid,d,t,x,y\n1,0,0,5,5\n2,0,0,999,999\n3,0,48,5,5\n4,0,1,abc,5\n")
+    with pytest.raises(ReplayError) as err:
+        read(path)
+    assert str(err.value).startswith(f"{path}:4: field t: 48 is outside 0..47 (2 bad rows: not_integer:x 1, "
+                                      "out_of_range:t 1); nothing was sent")
+    total, chunks, bad = read(path, skip_bad=True)
+    got = list(chunks)
+    assert (total, bad) == (2, 2) and got[0].uid.tolist() == [1] and got[0].masked == 1
