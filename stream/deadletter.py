@@ -46,10 +46,6 @@ LIMIT_MIN = 3 * KEY_MAX + 2 * DETAIL_MAX  # no producer limit below this leaves 
 CUT = ("cut", b"1")
 
 
-def _cut(raw: bytes, limit: int) -> bytes:
-    return raw if len(raw) <= limit else raw[:limit]
-
-
 def record_size(key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> int:
     """The size the producer checks against its `max_request_size` (aiokafka's own upper bound for one record)."""
     return DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
@@ -60,19 +56,20 @@ def fit(d: DeadLetter, source: str, limit: int) -> tuple[bytes | None, bytes, li
     detail are bounded, and the value keeps as many leading bytes as the rest leaves room for."""
     if limit < LIMIT_MIN:
         raise ValueError(f"dead-letter record limit {limit} is below {LIMIT_MIN} bytes")
-    key = None if d.key is None else _cut(d.key, KEY_MAX)
+    key = None if d.key is None else d.key[:KEY_MAX]
     detail = d.detail.encode(errors="backslashreplace")
     if len(detail) > DETAIL_MAX:
         detail = detail[: DETAIL_MAX - 3] + b"..."
-    headers = [("reason", d.reason.encode()), ("detail", detail), ("source", _cut(source.encode(), KEY_MAX))]
+    headers = [("reason", d.reason.encode()), ("detail", detail), ("source", source.encode()[:KEY_MAX])]
     value = d.value
-    if record_size(key, value, headers + [CUT]) > limit:
-        headers[1] = ("detail", detail + f" (value of {len(value)} bytes cut to fit the dead-letter topic)".encode())
+    if d.reason == OVERSIZE or key != d.key:  # already a prefix of the original
         headers.append(CUT)
+    if record_size(key, value, headers) > limit:
+        headers[1] = ("detail", detail + f" (value of {len(value)} bytes cut to fit the dead-letter topic)".encode())
+        if headers[-1] != CUT:
+            headers.append(CUT)
         keep = len(value) - (record_size(key, value, headers) - limit)
-        while record_size(key, value[:keep], headers) > limit:  # a shorter value may also shorten a varint
+        while record_size(key, value[:keep], headers) > limit:  # a guard: shortening never lengthens a varint
             keep -= 1
         value = value[:keep]
-    elif d.reason == OVERSIZE or key != d.key:
-        headers.append(CUT)
     return key, value, headers
