@@ -88,8 +88,9 @@ def replay(
     close_last: bool = opt(True, "close_last", "End with a watermark on every partition that closes the last slot."),
     origin: int = opt(DEFAULT_ORIGIN, "origin", "Epoch seconds of slot 0."),
     progress: bool = opt(True, "progress", "Show a progress bar with the rate."),
-    skip_bad_rows: bool = opt(False, "skip_bad_rows", "Raw GPS: skip and count bad rows (bad timestamp, before "
-                              "--origin, not finite) instead of refusing the file before anything is sent."),
+    skip_bad_rows: bool = opt(False, "skip_bad_rows", "Skip and count bad rows (GPS: bad timestamp, before --origin, "
+                              "not finite; YJMob: out of range, repeated slot) instead of refusing the file "
+                              "before anything is sent."),
     kafka_security=None,
 ) -> None:
     """Replay a dataset into the pings topic in event-time order (masked rows skipped and counted)."""
