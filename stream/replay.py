@@ -40,7 +40,7 @@ class ReplaySettings:
     close_last: bool = True
     progress: bool = True
     kafka_security: KafkaSecurity | None = None
-    skip_bad: bool = False  # gps files: skip (and count) bad rows instead of refusing the file
+    skip_bad: bool = False  # skip (and count) bad rows instead of refusing the file
 
 
 @dataclass
@@ -48,7 +48,7 @@ class ReplayReport:
     pings: int = 0
     messages: int = 0
     masked: int = 0
-    bad: int = 0  # bad rows skipped (gps with skip_bad)
+    bad: int = 0  # bad rows skipped (skip_bad)
     seconds: float = 0.0
 
     @property
