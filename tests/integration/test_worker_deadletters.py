@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from pathlib import Path
 
 import orjson
 import pytest
@@ -147,3 +148,71 @@ def test_dead_letters_of_every_size_are_delivered_and_counted(broker, redis_url,
     assert len(by_size["not_json"]) == len(junk) + 2 and len(by_size["oversize"]) == len(over)
     raw = {m.value() for m in got}
     assert b"\xff\xfe\xc3\x28 not utf-8" in raw and b"{" * 999_000 in raw
+
+
+SITECUSTOMIZE = '''
+import os
+from pathlib import Path
+
+import stream.deadletter_send as ds
+
+_flag = Path(os.environ["MOBSTREAM_TEST_DLQ_DOWN"])
+_init = ds.DeadLetterSender.__init__
+
+
+def _init_down_while_flagged(self, send, *args, **kwargs):
+    async def send_or_fail(**record):
+        if _flag.exists():
+            raise ConnectionError("test: the dead-letter topic is down")
+        return await send(**record)
+    _init(self, send_or_fail, *args, **kwargs)
+
+
+ds.DeadLetterSender.__init__ = _init_down_while_flagged
+'''
+
+
+def committed(bootstrap: str, group: str, topic: str) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        return c.committed([TopicPartition(topic, 0)], timeout=10)[0].offset
+    finally:
+        c.close()
+
+
+def test_offsets_wait_while_the_dlq_is_down(broker, redis_url, make_topic, tmp_path, monkeypatch):
+    """Fault injection (a sitecustomize in the worker only): while sends to the DLQ fail, the worker retries,
+    stays up and commits nothing; once they pass, every dead letter is delivered, counted, and committed."""
+    topic = make_topic(partitions=1)
+    good = orjson.dumps({"uid": 1, "ts": O + 7, "x": 3, "y": 4})
+    asyncio.run(produce(broker.bootstrap, topic, [(good, 0), (b"junk 1", 0), (good, 0), (b"junk 2", 0)]))
+    create_topic(broker.bootstrap, f"{topic}-dlq", 1)
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    flag = tmp_path / "dlq-down"
+    flag.touch()
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path / 'site'}:{Path(__file__).resolve().parents[2]}")
+    monkeypatch.setenv("MOBSTREAM_TEST_DLQ_DOWN", str(flag))
+    app = f"t{uuid.uuid4().hex[:8]}"
+    w = WorkerProc(broker.bootstrap, redis_url, topic, app, 1, tmp_path / "worker.log")
+    try:
+        deadline = time.monotonic() + 60
+        while "dead letters not delivered" not in w.tail(20_000) and time.monotonic() < deadline:
+            assert w.proc.poll() is None, w.tail()
+            time.sleep(0.3)
+        time.sleep(4)  # four commit intervals
+        assert w.proc.poll() is None and "not delivered" in w.tail(20_000), w.tail()
+        assert committed(broker.bootstrap, app, topic) < 0  # nothing committed
+        assert counted(w) == 0
+        flag.unlink()
+        got = read_back(broker.bootstrap, f"{topic}-dlq", 2, timeout=60)
+        deadline = time.monotonic() + 30
+        while committed(broker.bootstrap, app, topic) != 4 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert committed(broker.bootstrap, app, topic) == 4 and counted(w) == 2
+    finally:
+        w.stop()
+    assert sorted(m.value() for m in got) == [b"junk 1", b"junk 2"]
+    assert "Traceback" not in w.log.read_text(errors="replace")
