@@ -35,13 +35,20 @@ class DeadLetterSender:
 
     A producer or broker error never escapes: the failed records are sent again after a backoff (0.1 s
     doubling to `max_delay`), for as long as it takes; a record the broker refuses as too large is cut to
-    half the size and sent again."""
+    half the size and sent again. A shutdown does not end the wait either (faust acknowledges a batch whose
+    agent returns or is cancelled, and commits it on stop): while `stopping()` the sender says once that it
+    holds the stop; a SIGKILL then loses nothing, as the batch is read again at the next start."""
 
-    def __init__(self, send: Send, limit: int, max_delay: float = 5.0, sleep=asyncio.sleep) -> None:
+    STEP = 0.5  # seconds between looks at `stopping` during a backoff
+
+    def __init__(self, send: Send, limit: int, max_delay: float = 5.0, sleep=asyncio.sleep,
+                 stopping: Callable[[], bool] = lambda: False) -> None:
         self.send = send
         self.limit = limit
         self.max_delay = max_delay
         self.sleep = sleep
+        self.stopping = stopping
+        self._told = False
 
     async def deliver(self, letters: list[DeadLetter], source: str) -> None:
         pending = [(d, self.limit) for d in letters]
@@ -67,9 +74,18 @@ class DeadLetterSender:
             if failed:
                 log.warning("%s: %d of %d dead letters not delivered (%r); retrying in %.1f s", source,
                             len(failed), len(pending), error, delay)
-                await self.sleep(delay)
+                await self._backoff(delay, source, len(failed))
                 delay = min(2 * delay, self.max_delay)
             pending = failed
+
+    async def _backoff(self, delay: float, source: str, n: int) -> None:
+        while delay > 0:
+            if not self._told and self.stopping():
+                self._told = True
+                log.warning("%s: the stop waits for %d undelivered dead letters (their batch is not acknowledged: "
+                            "a SIGKILL loses nothing, the next start reads it again)", source, n)
+            await self.sleep(min(delay, self.STEP))
+            delay -= self.STEP
 
     @staticmethod
     def _next_limit(limit: int, exc: Exception) -> int:

@@ -82,7 +82,8 @@ class Runner:
         if out.dead:  # returns once all are delivered: the batch's offsets wait for its dead letters
             from stream.deadletter_send import DeadLetterSender
 
-            sender = DeadLetterSender(self.dlq.send, self.app.conf.producer_max_request_size)
+            sender = DeadLetterSender(self.dlq.send, self.app.conf.producer_max_request_size,
+                                      stopping=lambda: self.app.should_stop)
             await sender.deliver(out.dead, f"{last.topic}/{part}/{msgs[0].offset}-{last.offset}")
         if not forwarded:
             self._lag(last)

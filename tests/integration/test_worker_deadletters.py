@@ -216,3 +216,34 @@ def test_offsets_wait_while_the_dlq_is_down(broker, redis_url, make_topic, tmp_p
         w.stop()
     assert sorted(m.value() for m in got) == [b"junk 1", b"junk 2"]
     assert "Traceback" not in w.log.read_text(errors="replace")
+
+
+def test_a_stop_while_the_dlq_is_down_loses_nothing(broker, redis_url, make_topic, tmp_path, monkeypatch):
+    """SIGTERM while dead letters cannot be delivered: the worker holds the stop (faust would acknowledge and
+    commit the batch otherwise) and is SIGKILLed; nothing is committed, and the next worker delivers them."""
+    topic = make_topic(partitions=1)
+    asyncio.run(produce(broker.bootstrap, topic, [(b"junk 1", 0), (b"junk 2", 0)]))
+    create_topic(broker.bootstrap, f"{topic}-dlq", 1)
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    flag = tmp_path / "dlq-down"
+    flag.touch()
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path / 'site'}:{Path(__file__).resolve().parents[2]}")
+    monkeypatch.setenv("MOBSTREAM_TEST_DLQ_DOWN", str(flag))
+    app = f"t{uuid.uuid4().hex[:8]}"
+    w = WorkerProc(broker.bootstrap, redis_url, topic, app, 1, tmp_path / "w1.log")
+    try:
+        deadline = time.monotonic() + 60
+        while "dead letters not delivered" not in w.tail(20_000) and time.monotonic() < deadline:
+            time.sleep(0.3)
+    finally:
+        w.stop(timeout=4)  # SIGTERM, then SIGKILL
+    assert "the stop waits for" in w.tail(20_000) and w.proc.returncode == -9, w.tail()
+    assert committed(broker.bootstrap, app, topic) < 0
+    flag.unlink()
+    w2 = WorkerProc(broker.bootstrap, redis_url, topic, app, 1, tmp_path / "w2.log")
+    try:
+        got = read_back(broker.bootstrap, f"{topic}-dlq", 2, timeout=60)
+    finally:
+        w2.stop()
+    assert sorted(m.value() for m in got) == [b"junk 1", b"junk 2"]

@@ -121,3 +121,15 @@ def test_a_broker_that_refuses_large_records_gets_them_cut_further():
     assert len(topic.got) == 2 and counted("oversize") - before == 2
     big = next(v for _, v, h in topic.got if h["detail"].startswith(b"big"))
     assert 200_000 < len(big) <= 250_000  # 1,000,000 -> 500,000 -> 250,000
+
+
+def test_a_stop_does_not_end_the_retries(caplog):
+    topic = Topic(refuse=6)
+    sleeps: list[float] = []
+
+    async def sleep(s):
+        sleeps.append(s)
+    sender = DeadLetterSender(topic.send, FAUST_LIMIT, sleep=sleep, stopping=lambda: True)
+    asyncio.run(sender.deliver([DeadLetter("nan", "x", b"1")], SRC))
+    assert len(topic.got) == 1 and sum(sleeps) == pytest.approx(0.1 + 0.2 + 0.4 + 0.8 + 1.6 + 3.2)
+    assert sum("the stop waits for 1 undelivered" in r.getMessage() for r in caplog.records) == 1
