@@ -172,6 +172,24 @@ ds.DeadLetterSender.__init__ = _init_down_while_flagged
 '''
 
 
+def dlq_outage(tmp_path: Path, monkeypatch) -> Path:
+    """Workers started from now on fail every DLQ send while the returned flag file exists."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    flag = tmp_path / "dlq-down"
+    flag.touch()
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path / 'site'}:{Path(__file__).resolve().parents[2]}")
+    monkeypatch.setenv("MOBSTREAM_TEST_DLQ_DOWN", str(flag))
+    return flag
+
+
+def wait_for_retries(w: WorkerProc, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while "dead letters not delivered" not in w.tail(20_000):
+        assert w.proc.poll() is None and time.monotonic() < deadline, w.tail()
+        time.sleep(0.3)
+
+
 def committed(bootstrap: str, group: str, topic: str) -> int:
     from confluent_kafka import Consumer, TopicPartition
 
@@ -189,19 +207,11 @@ def test_offsets_wait_while_the_dlq_is_down(broker, redis_url, make_topic, tmp_p
     good = orjson.dumps({"uid": 1, "ts": O + 7, "x": 3, "y": 4})
     asyncio.run(produce(broker.bootstrap, topic, [(good, 0), (b"junk 1", 0), (good, 0), (b"junk 2", 0)]))
     create_topic(broker.bootstrap, f"{topic}-dlq", 1)
-    (tmp_path / "site").mkdir()
-    (tmp_path / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    flag = tmp_path / "dlq-down"
-    flag.touch()
-    monkeypatch.setenv("PYTHONPATH", f"{tmp_path / 'site'}:{Path(__file__).resolve().parents[2]}")
-    monkeypatch.setenv("MOBSTREAM_TEST_DLQ_DOWN", str(flag))
+    flag = dlq_outage(tmp_path, monkeypatch)
     app = f"t{uuid.uuid4().hex[:8]}"
     w = WorkerProc(broker.bootstrap, redis_url, topic, app, 1, tmp_path / "worker.log")
     try:
-        deadline = time.monotonic() + 60
-        while "dead letters not delivered" not in w.tail(20_000) and time.monotonic() < deadline:
-            assert w.proc.poll() is None, w.tail()
-            time.sleep(0.3)
+        wait_for_retries(w)
         time.sleep(4)  # four commit intervals
         assert w.proc.poll() is None and "not delivered" in w.tail(20_000), w.tail()
         assert committed(broker.bootstrap, app, topic) < 0  # nothing committed
@@ -224,18 +234,11 @@ def test_a_stop_while_the_dlq_is_down_loses_nothing(broker, redis_url, make_topi
     topic = make_topic(partitions=1)
     asyncio.run(produce(broker.bootstrap, topic, [(b"junk 1", 0), (b"junk 2", 0)]))
     create_topic(broker.bootstrap, f"{topic}-dlq", 1)
-    (tmp_path / "site").mkdir()
-    (tmp_path / "site" / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    flag = tmp_path / "dlq-down"
-    flag.touch()
-    monkeypatch.setenv("PYTHONPATH", f"{tmp_path / 'site'}:{Path(__file__).resolve().parents[2]}")
-    monkeypatch.setenv("MOBSTREAM_TEST_DLQ_DOWN", str(flag))
+    flag = dlq_outage(tmp_path, monkeypatch)
     app = f"t{uuid.uuid4().hex[:8]}"
     w = WorkerProc(broker.bootstrap, redis_url, topic, app, 1, tmp_path / "w1.log")
     try:
-        deadline = time.monotonic() + 60
-        while "dead letters not delivered" not in w.tail(20_000) and time.monotonic() < deadline:
-            time.sleep(0.3)
+        wait_for_retries(w)
     finally:
         w.stop(timeout=4)  # SIGTERM, then SIGKILL
     assert "the stop waits for" in w.tail(20_000) and w.proc.returncode == -9, w.tail()
