@@ -1,10 +1,11 @@
-"""`mobstream train flow`: fits FlowLSTM and the linear baseline on a temporal split of the flow tensor.
+"""`mobstream train flow`: fits FlowLSTM and the linear baseline (slots 1..H ahead) on a temporal split of the flow tensor.
 
 Time is never shuffled across the split: the last `test_frac` of slots is held out for
 `evaluate flow`; inside the training period the last `val_frac` of slots is the validation tail
 that drives early stopping. Examples are (cell, target slot) pairs drawn uniformly, each epoch
 afresh, from the scored cells (occupied at least once in the training period) and the training
-targets, so the loss weighs cells and hours exactly as the evaluation does.
+targets, so the loss weighs cells and hours exactly as the evaluation does. A pair's target is the
+H slots from its target slot on, all inside the pair's period.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ class FlowTrainSettings:
     seed: int = 0
     device: str = "auto"
     threads: int = 0
-    loss: str = "l1"
+    loss: str = "poisson"
     target: str = "level"
+    horizons: int = 4
 
 
 @dataclass(frozen=True)
@@ -78,27 +80,28 @@ def fit_stats(data: FlowData, split: Split, cells: np.ndarray) -> FeatureStats:
     return FeatureStats(tuple(mean), tuple(std), tuple(scale), tuple(pmean), tuple(pstd))
 
 
-def windows(counts: np.ndarray, cell: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(B,) cell indices and target slot offsets -> input windows (B, 8, 3) and target counts (B, 3)."""
+def windows(counts: np.ndarray, cell: np.ndarray, target: np.ndarray, horizons: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(B,) cell indices and first target slot offsets -> input windows (B, 8, 3) and target counts (B, H, 3)."""
     slots = target[:, None] + np.arange(-WINDOW_SLOTS, 0)  # (B, 8) the slots before the target
-    return counts[slots, cell[:, None]], counts[target, cell]
+    ahead = target[:, None] + np.arange(horizons)  # (B, H) the target slots
+    return counts[slots, cell[:, None]], counts[ahead, cell[:, None]]
 
 
 class Batches:
     """Builds model tensors for (cell, target) pairs with `models.features.model_input`, as online."""
 
-    def __init__(self, data: FlowData, stats: FeatureStats, target: str = "level"):
-        self.data, self.stats, self.target = data, stats, target
+    def __init__(self, data: FlowData, stats: FeatureStats, target: str = "level", horizons: int = 1):
+        self.data, self.stats, self.target, self.horizons = data, stats, target, horizons
         self.poi = poi_features(data.poi[data.cells], stats)  # (N, 85) per active cell
         self.scale = np.float32(stats.target_scale)
 
     def tensors(self, cell: np.ndarray, target: np.ndarray, device):
         import torch
 
-        win, y = windows(self.data.counts, cell, target)
+        win, y = windows(self.data.counts, cell, target, self.horizons)
         seq, static = model_input(win, self.data.slot0 + target - 1, self.poi[cell], self.stats)
         to = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(device)  # noqa: E731
-        return to(seq), to(static), to((y - target_offset(win[:, -1], self.target)) / self.scale)
+        return to(seq), to(static), to((y - target_offset(win[:, -1], self.target)[:, None]) / self.scale)  # y (B, H, 3)
 
 
 def sample_pairs(rng: np.random.Generator, cells: np.ndarray, lo: int, hi: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,13 +131,14 @@ def fit(model, batches: Batches, cells: np.ndarray, split: Split, s: FlowTrainSe
 
     rng = np.random.default_rng(s.seed)
     torch.manual_seed(s.seed)
-    val = sample_pairs(rng, cells, split.val_start, split.test_start, s.val_samples)
+    last = s.horizons - 1  # a pair's H target slots stay inside its period
+    val = sample_pairs(rng, cells, split.val_start, split.test_start - last, s.val_samples)
     opt = torch.optim.Adam(model.parameters(), lr=s.lr)
     best, best_state, history, bad = float("inf"), None, [], 0
     t0 = time.perf_counter()
     for epoch in range(1, s.epochs + 1):
         model.train()
-        cell, target = sample_pairs(rng, cells, WINDOW_SLOTS, split.val_start, s.samples_per_epoch)
+        cell, target = sample_pairs(rng, cells, WINDOW_SLOTS, split.val_start - last, s.samples_per_epoch)
         bar = tqdm(range(0, len(cell), s.batch), desc=f"{name} epoch {epoch}", leave=False, unit="batch")
         train_loss = 0.0
         for i in bar:
@@ -187,7 +191,7 @@ def train(s: FlowTrainSettings) -> dict:
     from models import checkpoint
     from models.flow_linear import FlowLinear, FlowLinearConfig
     from models.features import TARGETS
-    from models.flow_lstm import LOSSES, FlowLSTM, FlowLSTMConfig
+    from models.flow_lstm import LOSSES, FlowLSTM, FlowLSTMConfig, check_config
 
     if s.threads:
         torch.set_num_threads(s.threads)
@@ -198,16 +202,20 @@ def train(s: FlowTrainSettings) -> dict:
     if not len(cells):
         raise TrainingError(f"{s.build.data}: no cell is occupied in the training period")
     stats = fit_stats(data, split, cells)
-    batches = Batches(data, stats, s.target)
+    batches = Batches(data, stats, s.target, s.horizons)
     extra = checkpoint_extra(data, stats, split, s)
     metrics = {"data": data.meta, "split": asdict(split), "scored_cells": int(len(cells)), "device": str(device), "models": {}}
     if s.loss not in LOSSES:
         raise TrainingError(f"loss {s.loss!r} (setting --loss / MOBSTREAM_FLOW_LOSS) must be one of {', '.join(LOSSES)}")
     if s.target not in TARGETS:
         raise TrainingError(f"target {s.target!r} (setting --target / MOBSTREAM_FLOW_TARGET) must be one of {', '.join(TARGETS)}")
+    try:
+        check_config(s.loss, s.target, s.horizons)
+    except ValueError as exc:
+        raise TrainingError(f"settings --loss {s.loss} --target {s.target} --horizons {s.horizons}: {exc}") from exc
     for kind, build in (
-        ("flow_lstm", lambda: FlowLSTM(FlowLSTMConfig(loss=s.loss, target=s.target))),
-        ("flow_linear", lambda: FlowLinear(FlowLinearConfig(loss=s.loss, target=s.target))),
+        ("flow_lstm", lambda: FlowLSTM(FlowLSTMConfig(loss=s.loss, target=s.target, horizons=s.horizons))),
+        ("flow_linear", lambda: FlowLinear(FlowLinearConfig(loss=s.loss, target=s.target, horizons=s.horizons))),
     ):
         torch.manual_seed(s.seed)  # each model initialised under the seed
         model = build().to(device)
@@ -239,8 +247,9 @@ def command(
     seed: int = opt(0, "seed", "Random seed (sampling and initialisation)."),
     device: str = opt("auto", "device", "torch device: auto (CUDA when present, else CPU), cpu, cuda."),
     threads: int = opt(0, "torch_threads", "torch CPU threads (0: torch's default)."),
-    loss: str = opt("l1", "flow_loss", "Training loss: l1 (conditional median, minimises MAE), huber, mse (mean, minimises MSE)."),
+    loss: str = opt("poisson", "flow_loss", "Training loss: poisson (NLL, expected counts), mse (expected counts), l1 (the median model: 0 on sparse cells), huber."),
     target: str = opt("level", "flow_target", "What the models predict: level (the counts) or change (from the window's last slot)."),
+    horizons: int = opt(4, "flow_horizons", "Slots ahead forecast at every slot close (1..H, 30 min each)."),
 ) -> None:
     """Train FlowLSTM and the linear baseline; write checkpoints and train_metrics.json."""
     import typer
@@ -248,7 +257,7 @@ def command(
     s = FlowTrainSettings(
         build_settings(data, poi, city, cache_dir, rebuild), Path(out_dir), test_frac=test_frac, val_frac=val_frac, epochs=epochs,
         patience=patience, samples_per_epoch=samples, batch=batch, lr=lr, seed=seed, device=device, threads=threads, loss=loss,
-        target=target,
+        target=target, horizons=horizons,
     )
     m = train(s)
     for kind, r in m["models"].items():
