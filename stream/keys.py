@@ -101,3 +101,9 @@ class Keys:
     @property
     def latest(self) -> str:
         return f"{self.app}:latest"
+
+    def forecast_ahead(self, city: str, made_at: int, horizon: int) -> str:
+        """hash cell -> JSON forecast made at the close of <made_at> for <made_at> + horizon: horizon 1 is
+        `forecast` (fc:<slot>), horizon h > 1 the same key with ":h<h>" appended."""
+        base = self.forecast(city, made_at)
+        return base if horizon == 1 else f"{base}:h{horizon}"

@@ -154,7 +154,8 @@ local top = redis.call('ZREVRANGE', cp .. 'outs', 0, 0, 'WITHSCORES')
 if #top == 0 then return 0 end
 local old = redis.call('ZRANGEBYSCORE', cp .. 'outs', '-inf', tonumber(top[2]) - retain)
 for _, slot in ipairs(old) do
-  redis.call('DEL', cp .. 'flow:' .. slot, cp .. 'flowj:' .. slot, cp .. 'fc:' .. slot, cp .. 'fcn:' .. slot)
+  redis.call('DEL', cp .. 'flow:' .. slot, cp .. 'flowj:' .. slot, cp .. 'fc:' .. slot, cp .. 'fcn:' .. slot,
+             cp .. 'fc:' .. slot .. ':h2', cp .. 'fc:' .. slot .. ':h3', cp .. 'fc:' .. slot .. ':h4')  -- Keys.forecast_ahead
   redis.call('HDEL', cp .. 'err', slot)
 end
 if #old > 0 then redis.call('ZREMRANGEBYSCORE', cp .. 'outs', '-inf', tonumber(top[2]) - retain) end
