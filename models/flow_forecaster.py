@@ -61,7 +61,8 @@ class FlowForecaster:
 
     @classmethod
     def load(cls, path, poi: np.ndarray | None = None) -> "FlowForecaster":
-        """Load a flow checkpoint; `poi` (optional) overrides its POI table: (G*G, 85) counts per cell."""
+        """Load a flow checkpoint; `poi` (optional) overrides its POI table: (G*G, 85) counts per cell (a model
+        trained with cell levels keeps the checkpoint's levels beside it)."""
         payload = checkpoint.load(path, tuple(_families()))
         extra = payload.get("extra", {})
         try:
@@ -69,15 +70,17 @@ class FlowForecaster:
             model.load_state_dict(payload["state_dict"])
             stats = FeatureStats.from_dict(extra["feature_stats"])
             grid = int(extra["grid_size"]) ** 2
-            if poi is None:
-                poi = np.zeros((grid, N_POI), dtype=np.float32)
-                poi[extra["poi_cells"].numpy()] = extra["poi_counts"].numpy()
+            width = int(model.config.n_static)  # 85 POI columns, then N_LEVELS cell levels when trained with them
+            table = np.zeros((grid, width), dtype=np.float32)
+            table[extra["poi_cells"].numpy()] = extra["poi_counts"].numpy()
         except Exception as exc:
             raise CheckpointError(f"checkpoint {path} does not hold a usable flow model: {exc}") from exc
-        poi = np.asarray(poi, dtype=np.float32)
-        if poi.shape != (grid, N_POI):
-            raise CheckpointError(f"POI table for {path} has shape {poi.shape}, expected ({grid}, {N_POI})")
-        return cls(model, payload["kind"], payload["version"], stats, poi, extra)
+        if poi is not None:
+            poi = np.asarray(poi, dtype=np.float32)
+            if poi.shape != (grid, N_POI):
+                raise CheckpointError(f"POI table for {path} has shape {poi.shape}, expected ({grid}, {N_POI})")
+            table[:, :N_POI] = poi
+        return cls(model, payload["kind"], payload["version"], stats, table, extra)
 
     def predict(self, channels: np.ndarray, end_slot: int, cell_ids: np.ndarray) -> np.ndarray:
         """(N, 8, 3) counts oldest first, the window's last slot, (N,) dense cell ids -> (N, H, 3) expected

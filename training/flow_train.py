@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.features import FeatureStats, fit_channel_stats, fit_poi_stats, model_input, poi_features, target_offset
+from models.features import N_LEVELS, FeatureStats, fit_channel_stats, fit_poi_stats, model_input, poi_features, target_offset
 from models.slots import WINDOW_SLOTS
 from training.exceptions import TrainingError
 from mobstream.paths import runs_dir
@@ -47,6 +47,7 @@ class FlowTrainSettings:
     loss: str = "poisson"
     target: str = "level"
     horizons: int = 4
+    cell_levels: bool = True
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,20 @@ def scored_cells(data: FlowData, split: Split) -> np.ndarray:
     return np.flatnonzero(data.counts[: split.test_start, :, 0].max(axis=0) > 0)
 
 
-def fit_stats(data: FlowData, split: Split, cells: np.ndarray) -> FeatureStats:
+def cell_table(data: FlowData, split: Split, levels: bool) -> np.ndarray:
+    """(G*G, 85 [+ 3]) the models' static input per grid cell: POI counts, then (with `levels`) the cell's mean
+    counts over the training period (0 for a cell never visited): its usual level, which 8 slots cannot show."""
+    if not levels:
+        return data.poi
+    mean = np.zeros((len(data.poi), N_LEVELS), dtype=np.float32)
+    for i in range(0, len(data.cells), 8192):  # float64 sums in blocks: a float32 copy of the tensor is GBs
+        mean[data.cells[i : i + 8192]] = data.counts[: split.test_start, i : i + 8192].mean(axis=0, dtype=np.float64)
+    return np.concatenate([data.poi, mean], axis=1)
+
+
+def fit_stats(data: FlowData, split: Split, cells: np.ndarray, table: np.ndarray) -> FeatureStats:
     mean, std, scale = fit_channel_stats(data.counts[: split.test_start][:, cells])
-    pmean, pstd = fit_poi_stats(data.poi)
+    pmean, pstd = fit_poi_stats(table)
     return FeatureStats(tuple(mean), tuple(std), tuple(scale), tuple(pmean), tuple(pstd))
 
 
@@ -90,9 +102,9 @@ def windows(counts: np.ndarray, cell: np.ndarray, target: np.ndarray, horizons: 
 class Batches:
     """Builds model tensors for (cell, target) pairs with `models.features.model_input`, as online."""
 
-    def __init__(self, data: FlowData, stats: FeatureStats, target: str = "level", horizons: int = 1):
+    def __init__(self, data: FlowData, stats: FeatureStats, target: str = "level", horizons: int = 1, table: np.ndarray | None = None):
         self.data, self.stats, self.target, self.horizons = data, stats, target, horizons
-        self.poi = poi_features(data.poi[data.cells], stats)  # (N, 85) per active cell
+        self.poi = poi_features((data.poi if table is None else table)[data.cells], stats)  # (N, S) per active cell
         self.scale = np.float32(stats.target_scale)
 
     def tensors(self, cell: np.ndarray, target: np.ndarray, device):
@@ -164,16 +176,16 @@ def fit(model, batches: Batches, cells: np.ndarray, split: Split, s: FlowTrainSe
     return {"best_val_loss": best, "epochs": len(history), "seconds": round(time.perf_counter() - t0, 1), "history": history}
 
 
-def checkpoint_extra(data: FlowData, stats: FeatureStats, split: Split, s: FlowTrainSettings) -> dict:
-    """What the online side and the evaluator need besides the weights."""
+def checkpoint_extra(data: FlowData, table: np.ndarray, stats: FeatureStats, split: Split, s: FlowTrainSettings) -> dict:
+    """What the online side and the evaluator need besides the weights (the static table's non-empty rows)."""
     import torch
 
-    has_poi = np.flatnonzero(data.poi.any(axis=1))
+    has_poi = np.flatnonzero(table.any(axis=1))
     return {
         "feature_stats": stats.to_dict(),
         "grid_size": int(data.meta.get("grid_size", 200)),
         "poi_cells": torch.from_numpy(has_poi.astype(np.int64)),
-        "poi_counts": torch.from_numpy(data.poi[has_poi].astype(np.float32)),
+        "poi_counts": torch.from_numpy(table[has_poi].astype(np.float32)),
         "data_fingerprint": data.meta.get("fingerprint"),
         "poi_fingerprint": data.meta.get("poi_fingerprint"),
         "source": data.meta.get("source"),
@@ -182,6 +194,12 @@ def checkpoint_extra(data: FlowData, stats: FeatureStats, split: Split, s: FlowT
         "split": asdict(split),
         "seed": s.seed,
     }
+
+
+def linear_loss(loss: str) -> str:
+    """The linear baseline's loss: least squares (identity link) for the mean-optimal losses. A log-linear
+    Poisson model overshoots on busy cells (docs/flow.md: RMSE 1.27 against 0.97 for least squares)."""
+    return "mse" if loss == "poisson" else loss
 
 
 def train(s: FlowTrainSettings) -> dict:
@@ -201,9 +219,11 @@ def train(s: FlowTrainSettings) -> dict:
     cells = scored_cells(data, split)
     if not len(cells):
         raise TrainingError(f"{s.build.data}: no cell is occupied in the training period")
-    stats = fit_stats(data, split, cells)
-    batches = Batches(data, stats, s.target, s.horizons)
-    extra = checkpoint_extra(data, stats, split, s)
+    table = cell_table(data, split, s.cell_levels)
+    stats = fit_stats(data, split, cells, table)
+    batches = Batches(data, stats, s.target, s.horizons, table)
+    extra = checkpoint_extra(data, table, stats, split, s)
+    n_static = table.shape[1]
     metrics = {"data": data.meta, "split": asdict(split), "scored_cells": int(len(cells)), "device": str(device), "models": {}}
     if s.loss not in LOSSES:
         raise TrainingError(f"loss {s.loss!r} (setting --loss / MOBSTREAM_FLOW_LOSS) must be one of {', '.join(LOSSES)}")
@@ -214,8 +234,8 @@ def train(s: FlowTrainSettings) -> dict:
     except ValueError as exc:
         raise TrainingError(f"settings --loss {s.loss} --target {s.target} --horizons {s.horizons}: {exc}") from exc
     for kind, build in (
-        ("flow_lstm", lambda: FlowLSTM(FlowLSTMConfig(loss=s.loss, target=s.target, horizons=s.horizons))),
-        ("flow_linear", lambda: FlowLinear(FlowLinearConfig(loss=s.loss, target=s.target, horizons=s.horizons))),
+        ("flow_lstm", lambda: FlowLSTM(FlowLSTMConfig(n_static=n_static, loss=s.loss, target=s.target, horizons=s.horizons))),
+        ("flow_linear", lambda: FlowLinear(FlowLinearConfig(n_static=n_static, loss=linear_loss(s.loss), target=s.target, horizons=s.horizons))),
     ):
         torch.manual_seed(s.seed)  # each model initialised under the seed
         model = build().to(device)
@@ -250,6 +270,7 @@ def command(
     loss: str = opt("poisson", "flow_loss", "Training loss: poisson (NLL, expected counts), mse (expected counts), l1 (the median model: 0 on sparse cells), huber."),
     target: str = opt("level", "flow_target", "What the models predict: level (the counts) or change (from the window's last slot)."),
     horizons: int = opt(4, "flow_horizons", "Slots ahead forecast at every slot close (1..H, 30 min each)."),
+    cell_levels: bool = opt(True, "flow_cell_levels", "Give the models each cell's mean counts over the training period beside its POIs."),
 ) -> None:
     """Train FlowLSTM and the linear baseline; write checkpoints and train_metrics.json."""
     import typer
@@ -257,7 +278,7 @@ def command(
     s = FlowTrainSettings(
         build_settings(data, poi, city, cache_dir, rebuild), Path(out_dir), test_frac=test_frac, val_frac=val_frac, epochs=epochs,
         patience=patience, samples_per_epoch=samples, batch=batch, lr=lr, seed=seed, device=device, threads=threads, loss=loss,
-        target=target, horizons=horizons,
+        target=target, horizons=horizons, cell_levels=cell_levels,
     )
     m = train(s)
     for kind, r in m["models"].items():

@@ -32,6 +32,10 @@ def test_train_then_evaluate_tiny_city(tmp_path):
     assert json.loads((s.out_dir / "train_metrics.json").read_text())["split"] == m["split"]
     f = FlowForecaster.load(s.out_dir / "flow_lstm.pt")
     assert f.extra["data_fingerprint"] == m["data"]["fingerprint"] and f.extra["split"] == m["split"]
+    # Expected counts: Poisson FlowLSTM, least-squares linear; both see POIs and the cells' training levels.
+    linear = FlowForecaster.load(s.out_dir / "flow_linear.pt")
+    assert (f.model.config.loss, linear.model.config.loss) == ("poisson", "mse") and f.horizons == 4
+    assert f.model.config.n_static == linear.model.config.n_static == 88 and f.poi_grid.shape == (40000, 88)
     r = evaluate(FlowEvalSettings(build, s.out_dir, plots=False))  # figures: test_figures (slow: matplotlib)
     check_report(json.loads((s.out_dir / "report.json").read_text()))
     assert (s.out_dir / "report.md").stat().st_size > 0
