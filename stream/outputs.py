@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import logging
 import os
 import time
@@ -330,7 +331,7 @@ class Outputs:
             keys = [key % c for c in cells.tolist()]
             # Queued in a thread while Redis stores the same records (as for embeddings).
             queued = asyncio.get_running_loop().run_in_executor(
-                None, produce_all, self.producer, self.s.topics.forecasts, [kv for d in docs for kv in zip(keys, d)])
+                None, produce_all, self.producer, self.s.topics.forecasts, itertools.chain.from_iterable(zip(keys, d) for d in docs))
             writes.append(("SET", self.keys.forecast_packed(city, slot), pack_forecasts(model.version, cells, pred), "EX", self.s.ttl))
             for h, d in enumerate(docs, 1):
                 fc = self.keys.forecast_ahead(city, slot, h)
