@@ -31,6 +31,9 @@ INFERENCE_SECONDS = Histogram("mobstream_inference_seconds", "Wall time of one m
 FORECAST_MAE = Gauge("mobstream_forecast_mae", "Mean absolute error of the last closed slot's forecast made `horizon` "
                      "slots before, over cells and channels, beside the persistence baseline's.", ["model", "horizon"])
 FORECAST_RMSE = Gauge("mobstream_forecast_rmse", "Root mean squared error, as mobstream_forecast_mae.", ["model", "horizon"])
+STATE_RELOADS = Counter("mobstream_state_reloads_total", "Partitions reloaded from Redis because another owner "
+                        "wrote them since this worker loaded them (a rebalance).")
+FLOWS = Counter("mobstream_flows_total", "Cell flow records (actual occupancy, inflow, outflow) emitted to the flows topic.")
 REDIS_UP = Gauge("mobstream_redis_up", "0 while the worker's last Redis call failed (it retries the batch), else 1.")
 MODEL_LOADED = Gauge("mobstream_model_loaded", "1 when the model's checkpoint is loaded, 0 when it is off.", ["model"])
 

@@ -68,12 +68,17 @@ class Processor:
         the agent never raises and the consumer stops taking messages instead of dropping a batch."""
         from redis.exceptions import ConnectionError as RedisDown, TimeoutError as RedisTimeout
 
+        from stream.windows.redis_store import StaleState
+
         delay = 0.1
         while True:
             try:
                 out = await self._process(part, messages)
                 m.REDIS_UP.set(1)
                 return out
+            except StaleState as exc:  # the store dropped its copy; the retry reloads it from Redis
+                log.warning("%s; reloading the partition and redoing the batch", exc)
+                m.STATE_RELOADS.inc()
             except (RedisDown, RedisTimeout) as exc:
                 m.REDIS_UP.set(0)
                 log.warning("partition %d: Redis unavailable (%s); retrying the batch in %.1f s", part, exc, delay)
@@ -108,7 +113,9 @@ class Processor:
         m.BATCH_SECONDS.observe(self.clock() - t0)
         if len(to_close):
             t1 = self.clock()
-            await self._close(part, sorted(set(cities) | set(got.city[i] for i in idx)), to_close, out)
+            # Every city any partition has seen: a city's slot is assembled once all partitions closed it.
+            cities = await self.store.refresh_cities()
+            await self._close(part, cities, to_close, out)
             m.SLOT_CLOSE_SECONDS.observe(self.clock() - t1)
         self._count(part, out, len(messages), new_max)
         return out

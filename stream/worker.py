@@ -30,25 +30,32 @@ class Runner:
         self.processor = None
 
     def _build(self) -> None:
-        import redis.asyncio as aioredis
-
         from stream.processor import Processor
         from stream.publication import Ledger
         from stream.windows.redis_store import RedisWindowStore
 
+        from stream.redis_client import async_client
         from stream.security import redis_kwargs
 
         # redis-py's default socket timeout (5 s) is shorter than a reply can take when several workers load one
         # Redis: they timed out, retried their batches and kept Redis saturated (4 workers, 100k-user city).
-        client = aioredis.Redis.from_url(self.s.redis_url, socket_timeout=self.s.redis_timeout,
-                                         **redis_kwargs(self.s.redis_url, self.s.redis_security))
+        client = async_client(self.s.redis_url, self.s.redis_cluster, socket_timeout=self.s.redis_timeout,
+                              **redis_kwargs(self.s.redis_url, self.s.redis_security))
         store = RedisWindowStore(client, self.s.keys, self.s.ttl)
         hooks = {}
         if self.outputs is not None:
+            from stream.flows_out import FlowsPublisher
             from stream.outputs import make_producer
 
-            self.outputs.attach(client, make_producer(self.s.bootstrap, self.s.kafka_security))
-            hooks = {"on_closed": self.outputs.on_closed, "on_assembled": self.outputs.on_assembled,
+            producer = make_producer(self.s.bootstrap, self.s.kafka_security)
+            self.outputs.attach(client, producer)
+            flows = FlowsPublisher(client, producer, self.s.keys, self.s.topics.flows)
+
+            async def on_assembled(made) -> None:
+                await flows.on_assembled(made)
+                await self.outputs.on_assembled(made)
+
+            hooks = {"on_closed": self.outputs.on_closed, "on_assembled": on_assembled,
                      "full_windows": lambda: self.outputs.embedder.get() is not None}
         ledger = Ledger(client, self.s.keys, self.s.retain_slots, self.s.ttl)
         self.processor = Processor(store, self.s.limits, lateness=self.s.lateness, n_partitions=self.s.partitions,
@@ -118,6 +125,14 @@ def build_app(s: WorkerSettings, outputs=None):
         async for events in stream.take_events(s.batch_size, within=s.batch_wait):
             await runner.handle(events)
 
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(app, revoked, **kwargs) -> None:
+        # The next owner reloads the partition from Redis; a stale copy here must not be reused later.
+        if runner.processor is not None:
+            for tp in revoked:
+                if tp.topic == s.topics.pings:
+                    runner.processor.store.forget(tp.partition)
+
     @app.on_before_shutdown.connect
     async def flush_outputs(app, **kwargs) -> None:
         if outputs is not None:
@@ -150,7 +165,7 @@ def run(s: WorkerSettings, loglevel: str = "info") -> None:
     check_redis(s.redis_url, s.redis_security)  # a refused password fails here, naming the setting
     kafka = aiokafka_kwargs(s.kafka_security)
     create_topic(s.bootstrap, s.topics.pings, s.partitions, client=kafka)
-    for name in (s.topics.dlq, s.topics.forecasts, s.topics.embeddings):
+    for name in (s.topics.dlq, s.topics.forecasts, s.topics.embeddings, s.topics.flows):
         try:
             create_topic(s.bootstrap, name, s.partitions, client=kafka)
         except ServiceError as exc:  # an output topic may have any partition count
