@@ -37,7 +37,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.slots import DEFAULT_ORIGIN as O, SLOT_SECONDS as S  # noqa: E402
-from stream.replay import Partitioner  # noqa: E402
+from stream.ownership import Owners  # noqa: E402
 from stream.services import create_topic, start_broker, start_redis, stop  # noqa: E402
 from tests.integration.worker_proc import WorkerProc  # noqa: E402
 from stream.keys import Keys
@@ -66,7 +66,7 @@ class City:
         self.uids = np.arange(users)
         self.anchors = rng.integers(1, 201, size=(users, 3, 2))
         self.per_slot = min(per_slot, users)
-        self.part = Partitioner(PARTS).of(self.uids)
+        self.part = Owners(PARTS).of(self.uids)
 
     def slot_messages(self, slot: int) -> list[tuple[int, bytes]]:
         who = np.sort(self.rng.choice(len(self.uids), self.per_slot, replace=False))

@@ -33,6 +33,8 @@ FORECAST_MAE = Gauge("mobstream_forecast_mae", "Mean absolute error of the last 
 FORECAST_RMSE = Gauge("mobstream_forecast_rmse", "Root mean squared error, as mobstream_forecast_mae.", ["model", "horizon"])
 STATE_RELOADS = Counter("mobstream_state_reloads_total", "Partitions reloaded from Redis because another owner "
                         "wrote them since this worker loaded them (a rebalance).")
+REPARTITIONED = Counter("mobstream_repartitioned_pings_total", "Pings forwarded to the partition that owns their "
+                        "user (they arrived on another one: unkeyed or non-murmur2 producers).")
 FLOWS = Counter("mobstream_flows_total", "Cell flow records (actual occupancy, inflow, outflow) emitted to the flows topic.")
 REDIS_UP = Gauge("mobstream_redis_up", "0 while the worker's last Redis call failed (it retries the batch), else 1.")
 MODEL_LOADED = Gauge("mobstream_model_loaded", "1 when the model's checkpoint is loaded, 0 when it is off.", ["model"])

@@ -99,7 +99,12 @@ async def execute_packed(client, commands: list[tuple], transaction: bool = Fals
             except Exception as exc:  # an error reply: read the rest, so the connection can be pooled again
                 replies.append(exc)
     if transaction:
-        replies = replies[-1]
+        queued, replies = replies[:-1], replies[-1]
+        for reply in queued:  # a queueing error: EXEC aborted the whole transaction
+            if isinstance(reply, Exception):
+                raise reply
+        if isinstance(replies, Exception):
+            raise replies
         if replies is None:
             raise StreamError("Redis aborted the transaction (EXEC returned nil)")
     for reply in replies:

@@ -32,6 +32,7 @@ class Topics:
     forecasts: str = FORECASTS_TOPIC
     embeddings: str = EMBEDDINGS_TOPIC
     flows: str = FLOWS_TOPIC
+    repartition: str = ""  # "" = "<app>-<pings>-repartition" (internal: one per consumer group)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,11 @@ class WorkerSettings:
         for ok, name, why in checks:
             if not ok:
                 raise SettingsError(f"setting {name} (MOBSTREAM_{name.upper()}) = {getattr(self, name)!r} {why}")
+
+    @property
+    def repartition_topic(self) -> str:
+        """Where pings that arrive on a partition not owning their user go (stream.repartition)."""
+        return self.topics.repartition or f"{self.app}-{self.topics.pings}-repartition"
 
     @property
     def keys(self) -> Keys:

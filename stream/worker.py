@@ -41,13 +41,17 @@ class Runner:
         # Redis: they timed out, retried their batches and kept Redis saturated (4 workers, 100k-user city).
         client = async_client(self.s.redis_url, self.s.redis_cluster, socket_timeout=self.s.redis_timeout,
                               **redis_kwargs(self.s.redis_url, self.s.redis_security))
+        from stream.outputs import make_producer
+        from stream.ownership import Owners
+        from stream.repartition import KafkaForward, Repartition
+
         store = RedisWindowStore(client, self.s.keys, self.s.ttl)
+        producer = make_producer(self.s.bootstrap, self.s.kafka_security)
+        repartition = Repartition(Owners(self.s.partitions), KafkaForward(producer, self.s.repartition_topic))
         hooks = {}
         if self.outputs is not None:
             from stream.flows_out import FlowsPublisher
-            from stream.outputs import make_producer
 
-            producer = make_producer(self.s.bootstrap, self.s.kafka_security)
             self.outputs.attach(client, producer)
             flows = FlowsPublisher(client, producer, self.s.keys, self.s.topics.flows)
 
@@ -59,26 +63,29 @@ class Runner:
                      "full_windows": lambda: self.outputs.embedder.get() is not None}
         ledger = Ledger(client, self.s.keys, self.s.retain_slots, self.s.ttl)
         self.processor = Processor(store, self.s.limits, lateness=self.s.lateness, n_partitions=self.s.partitions,
-                                   origin=self.s.origin, ledger=ledger, **hooks)
+                                   origin=self.s.origin, ledger=ledger, repartition=repartition, **hooks)
 
     async def handle(self, events) -> None:
         if self.processor is None:
             self._build()
-        by_part: dict[int, list] = defaultdict(list)
+        by_part: dict[tuple[str, int], list] = defaultdict(list)
         for e in events:
-            by_part[e.message.partition].append(e.message)
-        # Partitions are independent (assembly across them is atomic in Redis), so their round trips overlap.
-        await asyncio.gather(*(self._partition(part, msgs) for part, msgs in by_part.items()))
+            by_part[e.message.topic, e.message.partition].append(e.message)
+        # Partitions are independent (assembly across them is atomic in Redis), so their round trips overlap;
+        # a partition's pings and what was forwarded to it take turns (the Processor locks per partition).
+        await asyncio.gather(*(self._partition(part, msgs, topic == self.s.repartition_topic)
+                               for (topic, part), msgs in by_part.items()))
 
-    async def _partition(self, part: int, msgs: list) -> None:
-        out = await self.processor.process(part, [(mm.key, mm.value) for mm in msgs])
+    async def _partition(self, part: int, msgs: list, forwarded: bool = False) -> None:
+        out = await self.processor.process(part, [(mm.key, mm.value) for mm in msgs], forwarded)
         last = msgs[-1]
         for d in out.dead:
             await self.dlq.send(key=d.key, value=d.value,
                                 headers=d.headers(f"{last.topic}/{part}/{msgs[0].offset}-{last.offset}"))
-        self._lag(last)
+        if not forwarded:
+            self._lag(last)
 
-    def _lag(self, last) -> None:
+    def _lag(self, last) -> None:  # of the pings topic (the partition label alone names it)
         now = time.time()
         m.INGEST_LAG_SECONDS.observe(max(0.0, now - last.timestamp))  # faust gives seconds
         try:
@@ -113,7 +120,9 @@ def build_app(s: WorkerSettings, outputs=None):
         processing_guarantee="at_least_once",
         **faust_kwargs(s.kafka_security),
     )
-    pings = app.topic(s.topics.pings, key_type=bytes, value_type=bytes, key_serializer="raw",
+    # The pings topic and the repartition topic have the same partition count and one agent: Faust gives
+    # partition p of both to the same worker, the owner of partition p's users.
+    pings = app.topic(s.topics.pings, s.repartition_topic, key_type=bytes, value_type=bytes, key_serializer="raw",
                       value_serializer="raw", partitions=s.partitions)
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     topics = {"dlq": app.topic(s.topics.dlq, **raw), "forecasts": app.topic(s.topics.forecasts, **raw),
@@ -165,6 +174,7 @@ def run(s: WorkerSettings, loglevel: str = "info") -> None:
     check_redis(s.redis_url, s.redis_security)  # a refused password fails here, naming the setting
     kafka = aiokafka_kwargs(s.kafka_security)
     create_topic(s.bootstrap, s.topics.pings, s.partitions, client=kafka)
+    create_topic(s.bootstrap, s.repartition_topic, s.partitions, client=kafka)  # must match: raises if not
     for name in (s.topics.dlq, s.topics.forecasts, s.topics.embeddings, s.topics.flows):
         try:
             create_topic(s.bootstrap, name, s.partitions, client=kafka)

@@ -3,8 +3,8 @@ keys of one call share a hash tag, so each script runs on one Redis Cluster node
 
 # KEYS: the partition's clock, then the log keys to append to, then the log keys to delete.
 # ARGV: the generation the caller's copy was loaded at, the number of logs to append, the number to delete,
-# ttl, max event time ('' = unchanged), first closed slot to record if none is ('' = none), last closed
-# slot ('' = unchanged), then one frame per log to append.
+# ttl, the number of clock updates, then per update: "max" | "min", field, number (the field moves only
+# that way: a redelivered batch cannot move the clock back), then one frame per log to append.
 # The generation check makes a worker whose in-memory copy is behind (another owner wrote since it loaded:
 # a rebalance) reload instead of writing over the newer state. Pings, clock and purge land atomically:
 # a batch redelivered after a crash finds either all or none of its effects. Cost: one APPEND per
@@ -13,18 +13,19 @@ COMMIT = r"""
 local clock = KEYS[1]
 local gen = redis.call('HGET', clock, 'gen') or '0'
 if gen ~= ARGV[1] then return {-1, gen} end
-local nadd, ndel, ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local nadd, ndel, ttl, nup = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+for i = 0, nup - 1 do
+  local op, f, v = ARGV[6 + 3 * i], ARGV[7 + 3 * i], ARGV[8 + 3 * i]
+  local cur = tonumber(redis.call('HGET', clock, f))
+  local new = tonumber(v)
+  if cur == nil or (op == 'max' and new > cur) or (op == 'min' and new < cur) then redis.call('HSET', clock, f, v) end
+end
+local at = 6 + 3 * nup
 for i = 1, nadd do
-  redis.call('APPEND', KEYS[1 + i], ARGV[7 + i])
+  redis.call('APPEND', KEYS[1 + i], ARGV[at + i - 1])
   redis.call('EXPIRE', KEYS[1 + i], ttl)
 end
 for i = 1, ndel do redis.call('DEL', KEYS[1 + nadd + i]) end
-if ARGV[5] ~= '' then redis.call('HSET', clock, 'wm', ARGV[5]) end
-if ARGV[6] ~= '' then redis.call('HSETNX', clock, 'closed', ARGV[6]) end
-if ARGV[7] ~= '' then
-  local prev = tonumber(redis.call('HGET', clock, 'closed'))
-  if prev == nil or tonumber(ARGV[7]) > prev then redis.call('HSET', clock, 'closed', ARGV[7]) end
-end
 local now = redis.call('HINCRBY', clock, 'gen', 1)
 redis.call('EXPIRE', clock, ttl)
 return {1, now}

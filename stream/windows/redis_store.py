@@ -25,6 +25,8 @@ from stream.windows.store import WindowStore
 from stream.windows.tables import PartitionTables
 from stream.windows.watermark import PartitionClock
 
+SOURCE = "src:"  # clock field prefix: the max event time partition <q> forwarded here
+
 # Slots one ASSEMBLE script may sum (it is called again while more are due): a 100k-user city slot costs
 # ~50 ms of Redis time, and Redis answers nobody else while a script runs.
 ASSEMBLE_PER_CALL = 8
@@ -159,10 +161,15 @@ class RedisWindowStore(WindowStore):
         await self.refresh_cities()
         wm = float(h["wm"]) if "wm" in h else None
         closed = int(h["closed"]) if "closed" in h else None
-        out = Loaded(clock=PartitionClock(wm, None if closed is None else closed + 1), gen=h.get("gen", "0"))
-        if wm is None or closed is None:
+        first = int(h["first"]) if "first" in h else None
+        inputs = {int(k[len(SOURCE):]): float(v) for k, v in h.items() if k.startswith(SOURCE)}
+        out = Loaded(clock=PartitionClock(wm, None if closed is None else closed + 1, first, inputs), gen=h.get("gen", "0"))
+        if first is None:
             return out
-        slots = range(closed + 1 - WINDOW_SLOTS, slot_of(wm) + 1)
+        # Forwarded pings may lie past the partition's own max event time: up to the newest source's.
+        top = max([wm or -np.inf, *inputs.values()])
+        lo = first if closed is None else max(first, closed + 1 - WINDOW_SLOTS)
+        slots = range(lo, slot_of(top) + 1)
         todo = [(c, s) for c in sorted(self.cities) for s in slots]
         async with self.r.pipeline(transaction=False) as pipe:
             for c, s in todo:
@@ -191,17 +198,19 @@ class RedisWindowStore(WindowStore):
             names = uid if len(idx) == len(uid) else [uid[i] for i in idx.tolist()]
             keys.append(self.keys.log(part, c, s))
             frames.append(wal.encode(names, ts_ms[idx], cell[idx]))
-        first_closed = "" if clock.next_close is None else clock.next_close - 1
-        max_ts = "" if clock.max_ts is None else repr(clock.max_ts)
-        await self._commit(part, keys, frames, [], max_ts, first_closed, "")
+        updates = [] if clock.max_ts is None else [("max", "wm", repr(clock.max_ts))]
+        if clock.first is not None:
+            updates.append(("min", "first", clock.first))
+        updates += [("max", f"{SOURCE}{q}", repr(t)) for q, t in sorted(clock.inputs.items())]
+        await self._commit(part, keys, frames, [], updates)
         for c, s, idx in groups:
             held.tables.add(c, s, codes[idx], ts_ms[idx], cell[idx])
-        held.clock = PartitionClock(clock.max_ts, held.clock.next_close or clock.next_close)
+        held.clock = PartitionClock(clock.max_ts, held.clock.next_close, clock.first, dict(clock.inputs))
 
-    async def _commit(self, part: int, append: list, frames: list, delete: list, max_ts, first_closed, closed) -> None:
+    async def _commit(self, part: int, append: list, frames: list, delete: list, updates: list) -> None:
         held = self.loaded[part]
         keys = [self.keys.clock(part), *append, *delete]
-        args = [held.gen, len(append), len(delete), self.ttl, max_ts, first_closed, closed, *frames]
+        args = [held.gen, len(append), len(delete), self.ttl, len(updates), *(x for u in updates for x in u), *frames]
         ok, gen = await self._script("COMMIT", keys, args)
         if int(ok) < 0:
             self.forget(part)
@@ -234,9 +243,10 @@ class RedisWindowStore(WindowStore):
                 made += await self._assemble(city, n_partitions)
         held = self.loaded[part]
         dead = [self.keys.log(part, c, s) for c, s in purge]
-        await self._commit(part, [], [], dead, "", "", closed_through)
+        await self._commit(part, [], [], dead, [("max", "closed", closed_through)])
         held.tables.forget_before(closed_through + 2 - WINDOW_SLOTS)
-        held.clock = PartitionClock(held.clock.max_ts, closed_through + 1)
+        c = held.clock
+        held.clock = PartitionClock(c.max_ts, closed_through + 1, c.first, c.inputs)
         made.sort(key=lambda cs: (cs[1], cs[0]))
         return made
 

@@ -29,7 +29,7 @@ async def apply(store, pings, part=0):
     ts = np.array([DEFAULT_ORIGIN + p[1] * SLOT_SECONDS + p[2] for p in pings], dtype=np.float64)
     cell = np.array([p[3] for p in pings], dtype=np.int64)
     await store.apply(part, ["A"] * len(pings), uid, slot, ts, cell,
-                      PartitionClock(float(ts.max()), int(slot.min())))
+                      PartitionClock(float(ts.max()), None, int(slot.min())))
 
 
 def expected(pings) -> dict:
