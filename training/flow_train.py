@@ -37,7 +37,7 @@ class FlowTrainSettings:
     val_frac: float = 0.15
     epochs: int = 40
     patience: int = 4
-    samples_per_epoch: int = 60_000
+    samples_per_epoch: int = 240_000
     val_samples: int = 30_000
     batch: int = 1024
     lr: float = 3e-3
@@ -259,7 +259,7 @@ def command(
     out_dir: Path = OUT_OPT,
     epochs: int = opt(40, "flow_epochs", "Most epochs; training stops earlier when validation loss stalls."),
     patience: int = opt(4, "flow_patience", "Epochs without validation improvement before stopping."),
-    samples: int = opt(60_000, "flow_samples", "(cell, slot) training examples drawn per epoch."),
+    samples: int = opt(240_000, "flow_samples", "(cell, slot) training examples drawn per epoch."),
     batch: int = opt(1024, "flow_batch", "Batch size."),
     lr: float = opt(3e-3, "flow_lr", "Adam learning rate."),
     test_frac: float = opt(0.2, "flow_test_frac", "Last fraction of slots held out for evaluation."),
