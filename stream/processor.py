@@ -23,7 +23,7 @@ from stream.deadletter import DeadLetter
 from stream.pings import WATERMARK, Limits, decode, raw_bytes
 from stream.windows.close import slot_flows
 from stream.windows.store import WindowStore
-from stream.windows.watermark import PartitionClock, classify, frontier, slots_to_close
+from stream.windows.watermark import PartitionClock, classify, frontier, open_slot, slots_to_close
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class Processor:
         self._recovered = ledger is None
         # A partition's pings and the pings forwarded to it are two inputs of one state: one batch at a time.
         self._partition_locks: dict[int, asyncio.Lock] = {}
+        self._marked: dict[int, int | None] = {}  # partition -> the open slot its last marker told the others
         self._publishing = asyncio.Lock()  # partitions of one worker run concurrently: publish each slot once
 
     async def process(self, part: int, messages: list[tuple[bytes | None, bytes]], forwarded: bool = False) -> Outcome:
@@ -126,12 +127,16 @@ class Processor:
             idx = idx[owner == part]
         else:
             records = []
-        if self.repartition is not None and not forwarded and new_max is not None:
+        marked = open_slot(new_max, self.lateness, self.origin)
+        if self.repartition is not None and not forwarded and new_max is not None and self._marked.get(part) != marked:
             # After the pings (one producer, one partition each: Kafka keeps the order): the owners may close
-            # what this partition's watermark has passed.
+            # what this partition's watermark has passed. Only a new open slot moves their closes, so one
+            # marker per slot (and one after a restart or rebalance: this process has not marked yet).
             records += [(q, b"", repartition.encode_marker(part, new_max)) for q in range(self.n_partitions) if q != part]
         if records:
             await self.repartition.forward(records)  # delivered before the batch can be committed
+            if new_max is not None and not forwarded:
+                self._marked[part] = marked
         inputs = dict(before.inputs)
         for q, t in marks.items():
             inputs[q] = max(t, inputs.get(q, t))

@@ -77,7 +77,7 @@ def sum_shares(raws: list) -> list:
     ids, inv = np.unique(cells, return_inverse=True)
     total = np.zeros((len(ids), 3), dtype=np.int64)  # (K, 3)
     np.add.at(total, inv.reshape(-1), counts)
-    vals = [f"{o},{i},{u}" for o, i, u in total.tolist()]
+    vals = [b"%d,%d,%d" % t for t in map(tuple, total.tolist())]
     pairs = [None] * (2 * len(ids))
     pairs[::2], pairs[1::2] = ids.tolist(), vals
     return [orjson.dumps([ids, total.reshape(-1)], option=orjson.OPT_SERIALIZE_NUMPY), len(pairs), *pairs]
