@@ -93,8 +93,7 @@ def test_map_shows_the_newest_published_slot(redis_url, monkeypatch):
     at = _forecast_view(redis_url, app, monkeypatch)
     text = _text(at)
     assert f"Last closed slot={last}" in text and f"map: slot {shown}, the newest published" in text
-    assert f"Forecast occupancy** — the model's forecast for the next slot, made when the newest published " \
-           f"slot closed · slot {shown + 1} (day" in text
+    assert "made when the newest published slot closed" in text and f"· slot {shown + 1} (day" in text
     assert not at.warning, [w.value for w in at.warning]
 
 
@@ -109,6 +108,24 @@ def test_no_forecaster_warning_only_when_a_published_slot_has_no_forecasts(redis
         r.zadd(keys.kept("A"), {s: s for s in slots})  # published by a worker without a forecaster
     at = _forecast_view(redis_url, app, monkeypatch)
     assert len(at.warning) == 1 and f"slot {slots[-1]} was published without forecasts" in at.warning[0].value
+
+
+def test_horizon_selector_moves_the_forecast_map_and_the_error(filled, monkeypatch):
+    url, app, last = filled
+    _env(monkeypatch, url, app)
+    at = _run(AppTest.from_file(APP, default_timeout=60))
+    hot = at.session_state["_top_cells"].iloc[0]
+    at.session_state["cell"] = (int(hot.x), int(hot.y))  # a cell with forecasts, for the drill-down
+    at.session_state["cell_gen"] = 1  # fresh x/y inputs that start at that cell
+    at.radio(key="view").set_value("forecast")
+    at.radio(key="horizon").set_value(4)
+    _run(at)
+    text = _text(at)
+    assert "Forecast occupancy" in text and "2 h ahead" in text and not at.warning
+    assert "Forecast path (made at the last close): +30 min" in text and "+120 min" in text  # the drill-down
+    at.radio(key="view").set_value("error")
+    _run(at)
+    assert "Error occupancy" in _text(at) and not at.warning, [w.value for w in at.warning]
 
 
 def test_empty_state_before_any_slot_closed(redis_url, monkeypatch):
