@@ -53,7 +53,7 @@ def fill(r, k: Keys, users: int, dim: int, seed: int = 0) -> None:
         r.hset(k.flow(CITY, s), mapping={int(c): f"{a},{b},{d}" for c, (a, b, d) in zip(cells, counts.tolist())})
         fc = counts + rng.normal(0, 1, counts.shape)
         r.hset(k.forecast(CITY, s), mapping=dict(zip(cells.tolist(), forecast_records(CITY, s, "b", cells, fc.clip(0)))))
-        r.hset(k.errors(CITY), s, error_doc(s, len(cells), 1.0, 0.8, "b"))
+        r.hset(k.errors(CITY), s, error_doc(s, len(cells), {1: {"persistence": {"mae": 1.0}, "model": {"mae": 0.8}, "version": "b"}}))
     r.sadd(k.cities, CITY)
     r.set(k.latest(CITY), END)
     r.sadd(k.parts, *range(4))

@@ -59,6 +59,11 @@ def now(s: DashboardSettings) -> tuple[dict[str, int], dict[int, float]]:
     return readers.latest_slots(r, k), readers.watermarks(r, k)
 
 
+def published(s: DashboardSettings, city: str) -> int | None:
+    """The newest slot of `city` whose forecasts are published (read fresh: the map shows this slot)."""
+    return readers.published_slot(client(s), keys(s), city)
+
+
 @st.cache_resource(show_spinner=False, max_entries=16, ttl=3600)
 def flows(url: tuple, app: str, city: str, slot: int) -> np.ndarray:
     """(3, 200, 200) actuals of a closed slot (immutable once assembled, so cached by slot)."""
@@ -66,9 +71,10 @@ def flows(url: tuple, app: str, city: str, slot: int) -> np.ndarray:
 
 
 @st.cache_resource(show_spinner=False, max_entries=16, ttl=60)
-def forecasts(url: tuple, app: str, city: str, made_at: int) -> np.ndarray:
-    """(3, 200, 200) forecast made at the close of `made_at`, NaN where none (short TTL: written after assembly)."""
-    return readers.forecast_grid(_client(*url), Keys(app), city, made_at)
+def forecasts(url: tuple, app: str, city: str, made_at: int, horizon: int = 1) -> np.ndarray:
+    """(3, 200, 200) forecast made at the close of `made_at` for made_at + horizon, NaN where none (short TTL:
+    written after assembly)."""
+    return readers.forecast_grid(_client(*url), Keys(app), city, made_at, horizon=horizon)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4, ttl=600)

@@ -15,11 +15,16 @@ from models.grid import GridSpec, cell_xy
 from stream.readers import CHANNELS
 
 VIEWS = ("actual", "forecast", "error")
+HORIZONS = (1, 2, 3, 4)  # slots ahead the worker forecasts (stream.inference)
 VIEW_HELP = {
-    "actual": "flows of the last closed slot",
-    "forecast": "the model's forecast for the next slot, made when the last slot closed",
-    "error": "forecast minus actual for the last closed slot (red: over-forecast, blue: under)",
+    "actual": "flows of the newest published slot",
+    "forecast": "the model's expected count, made when the newest published slot closed",
+    "error": "forecast minus actual for the newest published slot (red: over-forecast, blue: under)",
 }
+
+
+def horizon_label(h: int) -> str:
+    return f"{30 * h} min" if h < 2 else f"{h / 2:g} h"
 
 
 @dataclass(frozen=True)
@@ -33,17 +38,19 @@ class MapFrame:
     note: str = ""
 
 
-def frame(view: str, channel: str, slot: int, actual, forecast_next, forecast_now) -> MapFrame:
-    """Pure: pick the grid of a view. actual = flows of `slot`; forecast_next = made at `slot` for slot + 1;
-    forecast_now = made at slot - 1 for `slot` (all (3, H, W), forecasts NaN where none)."""
+def frame(view: str, channel: str, slot: int, actual, forecast_next, forecast_now, horizon: int = 1) -> MapFrame:
+    """Pure: pick the grid of a view. actual = flows of `slot`; forecast_next = made at `slot` for slot + horizon;
+    forecast_now = made at slot - horizon for `slot` (all (3, H, W), forecasts NaN where none)."""
     c = CHANNELS.index(channel)
     if view == "actual":
         v = actual[c].astype(np.float64)
         return MapFrame(v, v == 0, render.count_scale(v), slot)
     if view == "forecast":
         v = forecast_next[c].astype(np.float64)
-        note = "" if np.isfinite(v).any() else "no forecasts in Redis for this slot (is the worker's forecaster set?)"
-        return MapFrame(v, ~np.isfinite(v) | (np.round(v, 2) == 0), render.count_scale(v), slot + 1, note)
+        # `slot` is published (panel), so no forecast for it means the worker ran without a forecaster.
+        note = "" if np.isfinite(v).any() else (f"slot {slot} was published without forecasts: the worker has no "
+                                                "forecaster (set --forecaster / MOBSTREAM_FORECASTER)")
+        return MapFrame(v, ~np.isfinite(v) | (np.round(v, 2) == 0), render.count_scale(v), slot + horizon, note)
     f = forecast_now[c].astype(np.float64)
     a = actual[c].astype(np.float64)
     err = np.where(np.isfinite(f), f, np.nan) - a
@@ -60,10 +67,10 @@ def image(fr: MapFrame, mark: tuple[int, int] | None = None) -> bytes:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def rendered(view: str, channel: str, slot: int, actual, forecast_next, forecast_now, mark):
+def rendered(view: str, channel: str, slot: int, actual, forecast_next, forecast_now, mark, horizon: int = 1):
     """(frame, PNG, hottest cells) of one view; cached on its inputs, so a refresh within a slot only
     hashes the grids instead of drawing them again."""
-    fr = frame(view, channel, slot, actual, forecast_next, forecast_now)
+    fr = frame(view, channel, slot, actual, forecast_next, forecast_now, horizon)
     return fr, image(fr, mark), top_cells(fr.values, fr.blank)
 
 
@@ -87,10 +94,10 @@ def _pick_from_table() -> None:
         st.session_state["cell_gen"] = st.session_state.get("cell_gen", 0) + 1
 
 
-def header(s: DashboardSettings, city: str, slot: int, wm: dict[int, float]) -> None:
+def header(s: DashboardSettings, city: str, slot: int, shown: int, wm: dict[int, float]) -> None:
     a, b, c = st.columns([3, 2, 2])
     a.metric("Last closed slot", f"{slot}", help="the latest slot every partition has closed and assembled")
-    a.caption(slot_label(slot, s.origin))
+    a.caption(slot_label(slot, s.origin) + ("" if shown == slot else f"; map: slot {shown}, the newest published"))
     if wm:
         low = min(wm.values())
         b.metric("Watermark", wall(low)[4:-4], help="lowest partition watermark (max event time seen)")
@@ -98,25 +105,32 @@ def header(s: DashboardSettings, city: str, slot: int, wm: dict[int, float]) -> 
     c.metric("City", city)
 
 
-def panel(s: DashboardSettings, city: str, view: str, channel: str) -> None:
+def panel(s: DashboardSettings, city: str, view: str, channel: str, horizon: int = 1) -> None:
     latest, wm = data.now(s)
     if city not in latest:
         st.info("No slot has closed yet: the map appears when the worker assembles its first slot. "
                 "Replay some data (`mobstream replay FILE`) with a worker running (`mobstream worker`).",
                 icon="⏳")
         return
-    slot = latest[city]
-    header(s, city, slot, wm)
+    # The newest assembled slot's forecasts come a moment later: show the newest published slot.
+    slot = data.published(s, city)
+    if slot is None:
+        st.info(f"Slot {latest[city]} has closed; the map appears once the worker has published its outputs.",
+                icon="⏳")
+        return
+    header(s, city, latest[city], slot, wm)
     url = data.redis_url(s)
     mark = st.session_state.get("cell")
     fr, png, table = rendered(view, channel, slot, data.flows(url, s.app, city, slot),
-                              data.forecasts(url, s.app, city, slot) if view == "forecast" else None,
-                              data.forecasts(url, s.app, city, slot - 1) if view == "error" else None, mark)
+                              data.forecasts(url, s.app, city, slot, horizon) if view == "forecast" else None,
+                              data.forecasts(url, s.app, city, slot - horizon, horizon) if view == "error" else None,
+                              mark, horizon)
     if fr.note:
         st.warning(fr.note, icon="ℹ️")
     left, right = st.columns([3, 2])
     with left:
-        st.markdown(f"**{view.capitalize()} {channel}** — {VIEW_HELP[view]} · {slot_label(fr.slot, s.origin)}")
+        ahead = f" · {horizon_label(horizon)} ahead" if view != "actual" else ""
+        st.markdown(f"**{view.capitalize()} {channel}** — {VIEW_HELP[view]}{ahead} · {slot_label(fr.slot, s.origin)}")
         if s.has_origin and st.session_state.get("on_map"):
             spec = GridSpec(s.grid_origin_lat, s.grid_origin_lon)
             st.pydeck_chart(render.deck(render.colorize(fr.values, fr.scale, fr.blank), fr.blank, spec),

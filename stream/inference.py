@@ -14,12 +14,14 @@ import time
 
 import numpy as np
 
+from models.flow_scores import scores
 from models.grid import cell_xy
 from models.slots import WINDOW_SLOTS
 from stream import metrics as m
 from stream import records as rec
 from stream.exceptions import StreamError
 from stream.hotreload import Watched
+from stream.keys import FORECAST_HORIZONS as HORIZONS
 from stream.redis_client import is_cluster
 from stream.settings import WorkerSettings
 from stream.transport import execute_packed, flush, produce_all
@@ -29,10 +31,6 @@ log = logging.getLogger(__name__)
 # Users per SET_MANY call: one blob of pairs, not thousands of arguments for redis-py to pack; 1,000 records
 # (2.9 MB) because asyncio copies and shifts a write buffer in the loop's thread (14 MB writes paused it ~50 ms).
 SET_MANY_CHUNK = 1000
-
-
-def _mae(a: np.ndarray, b: np.ndarray) -> float | None:
-    return float(np.abs(a - b).mean()) if a.size else None
 
 
 def _union(parts) -> tuple[np.ndarray, np.ndarray]:
@@ -51,22 +49,27 @@ def _union(parts) -> tuple[np.ndarray, np.ndarray]:
     return cells, at
 
 
-def live_error(slot: int, cells: np.ndarray, chan: np.ndarray, prev: bytes | None) -> bytes:
-    """The forecast made at slot-1 for this slot, and persistence (slot-1's actuals), against the actuals."""
-    actual, before = chan[:, -1], chan[:, -2]
-    persistence, model, version = _mae(before, actual), None, None
-    if prev:
-        version, fc_cells, fc_pred = rec.unpack_forecasts(prev)
-        fc = np.zeros_like(actual)  # a cell the model did not forecast counts as 0
-        at = np.searchsorted(cells, fc_cells)
-        hit = (at < len(cells)) & (cells[np.minimum(at, len(cells) - 1)] == fc_cells) if len(cells) else at < 0
-        fc[at[hit]] = fc_pred[hit]
-        model = _mae(fc, actual)
-    if persistence is not None:
-        m.FORECAST_MAE.labels("persistence").set(persistence)
-    if model is not None:
-        m.FORECAST_MAE.labels("forecaster").set(model)
-    return rec.error_doc(slot, len(cells), persistence, model, version)
+def live_error(slot: int, cells: np.ndarray, chan: np.ndarray, prev: list[bytes | None]) -> bytes:
+    """Per horizon h: the forecast made at slot-h for this slot (`prev[h-1]`, packed), and persistence (slot-h's
+    actuals), against the actuals (stream.records.error_doc)."""
+    actual = chan[:, -1]
+    rows = {}
+    for h in range(1, HORIZONS + 1):
+        row = {"persistence": scores(chan[:, -1 - h], actual) if chan.shape[1] > h else None, "model": None}
+        raw = prev[h - 1] if h <= len(prev) else None
+        version, fc_cells, fc_pred = rec.unpack_forecasts(raw) if raw else (None, None, np.zeros((0, 0, 3)))
+        if fc_pred.shape[1] >= h:  # the forecast made h slots ago reached this slot
+            fc = np.zeros_like(actual)  # a cell the model did not forecast counts as 0
+            at = np.searchsorted(cells, fc_cells)
+            hit = (at < len(cells)) & (cells[np.minimum(at, len(cells) - 1)] == fc_cells) if len(cells) else at < 0
+            fc[at[hit]] = fc_pred[hit, h - 1]
+            row["model"], row["version"] = scores(fc, actual), version
+        rows[h] = row
+        for name, label in (("persistence", "persistence"), ("model", "forecaster")):
+            if row[name] is not None:
+                m.FORECAST_MAE.labels(label, str(h)).set(row[name]["mae"])
+                m.FORECAST_RMSE.labels(label, str(h)).set(row[name]["rmse"])
+    return rec.error_doc(slot, len(cells), rows)
 
 
 class Inference:
@@ -103,14 +106,16 @@ class Inference:
         self.redis, self.producer = redis, producer
         self._set_many = redis.register_script(lua.SET_MANY)
 
-    async def _read(self, city: str, slots: list[int]) -> tuple[list[bytes], bytes | None]:
-        """The slots' packed flow values and the packed forecast made at the slot before the last: one round
-        trip of 9 string values (not 8 x 40,000 hash fields)."""
+    async def _read(self, city: str, slots: list[int]) -> tuple[list[bytes], list[bytes | None]]:
+        """The slots' packed flow values and the packed forecasts made 1..HORIZONS slots before the last: one
+        round trip of 12 string values (not 8 x 40,000 hash fields)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for s in slots:
                 pipe.get(self.keys.flow_packed(city, s))
-            pipe.get(self.keys.forecast_packed(city, slots[-1] - 1))
-            *got, prev = await pipe.execute()
+            for h in range(1, HORIZONS + 1):
+                pipe.get(self.keys.forecast_packed(city, slots[-1] - h))
+            got = await pipe.execute()
+        got, prev = got[: len(slots)], got[len(slots):]
         for i, (s, raw) in enumerate(zip(slots, got)):
             if raw is None:  # assembled before the packed copy existed: the hash holds the same flows
                 h = await self.redis.hgetall(self.keys.flow(city, s))
@@ -132,8 +137,8 @@ class Inference:
         """Forecasts from the slot's 8-slot flow windows (when a forecaster is on) and the live error; returns
         once every record is delivered."""
         model = self.forecaster.get()
-        # Without a forecaster only the live persistence error is made, which needs two slots, not eight.
-        slots = list(range(slot - (WINDOW_SLOTS if model is not None else 2) + 1, slot + 1))
+        # Without a forecaster only the live persistence error is made, which needs HORIZONS + 1 slots, not eight.
+        slots = list(range(slot - max(WINDOW_SLOTS if model is not None else 0, HORIZONS + 1) + 1, slot + 1))
         raws, prev = await self._read(city, slots)
         loop = asyncio.get_running_loop()
         records, writes = await loop.run_in_executor(None, self._compute, model, city, slot, slots, raws, prev)
@@ -149,11 +154,12 @@ class Inference:
                 m.FORECASTS.inc(len(records))
         await flush(self.producer, f"forecasts of {city} slot {slot}")
 
-    def _compute(self, model, city: str, slot: int, slots: list[int], raws: list[bytes], prev: bytes | None):
-        """((key, record) per forecast cell, the Redis writes: live error, and `fc:`/`fcn:` with a forecaster)."""
+    def _compute(self, model, city: str, slot: int, slots: list[int], raws: list[bytes], prev: list[bytes | None]):
+        """((key, record) per forecast cell and horizon, the Redis writes: live error, and `fc:`/`fcn:` with a
+        forecaster)."""
         flows = self._parse(city, slots, raws)
         cells, at = _union(c for c, _ in flows)
-        chan = np.zeros((len(cells), len(flows), 3), dtype=np.float32)  # (N, 8 or 2, 3)
+        chan = np.zeros((len(cells), len(flows), 3), dtype=np.float32)  # (N, 8 or 5, 3)
         for j, (c, counts) in enumerate(flows):
             chan[at[c], j] = counts
         err = live_error(slot, cells, chan, prev)
@@ -161,17 +167,22 @@ class Inference:
         if model is None or not len(cells):
             return [], writes
         t0 = time.perf_counter()
-        pred = np.asarray(model.predict(chan, slot, cells), dtype=np.float64)  # (N, 3)
+        window = chan[:, -WINDOW_SLOTS:]  # (N, 8, 3)
+        pred = np.asarray(model.predict(window, slot, cells), dtype=np.float64).reshape(len(cells), -1, 3)  # (N, H, 3)
         m.INFERENCE_SECONDS.labels("forecaster").observe(time.perf_counter() - t0)
-        docs = rec.forecast_records(city, slot, model.version, cells, pred)
         key = city.encode().replace(b"%", b"%%") + b":%d"
-        fc = self.keys.forecast(city, slot)
-        fields = [None] * (2 * len(cells))
-        fields[::2], fields[1::2] = cells.tolist(), docs
-        writes += [("SET", self.keys.forecast_packed(city, slot), rec.pack_forecasts(model.version, cells, pred.round(4)),
-                    "EX", self.s.ttl),
-                   ("DEL", fc), ("HSET", fc, *fields), ("EXPIRE", fc, self.s.ttl)]
-        return list(zip([key % c for c in cells.tolist()], docs)), writes
+        keys = [key % c for c in cells.tolist()]
+        records = []
+        writes.append(("SET", self.keys.forecast_packed(city, slot), rec.pack_forecasts(model.version, cells, pred.round(4)),
+                       "EX", self.s.ttl))
+        for h in range(1, pred.shape[1] + 1):
+            docs = rec.forecast_records(city, slot, model.version, cells, pred[:, h - 1], h)
+            records += zip(keys, docs)
+            fc = self.keys.forecast_ahead(city, slot, h)
+            fields = [None] * (2 * len(cells))
+            fields[::2], fields[1::2] = cells.tolist(), docs
+            writes += [("DEL", fc), ("HSET", fc, *fields), ("EXPIRE", fc, self.s.ttl)]
+        return records, writes
 
     async def embed(self, w: rec.Work) -> int:
         """Embeddings of the windows at `w.key`, which are deleted once done; returns how many (0 when the

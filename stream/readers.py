@@ -48,6 +48,13 @@ def partitions(r, keys: Keys) -> list[int]:
     return sorted(int(p) for p in r.smembers(keys.parts))
 
 
+def published_slot(r, keys: Keys, city: str) -> int | None:
+    """The newest slot of `city` whose outputs (forecasts, error, embeddings) are published: the ledger's
+    `outs` set (stream.publication); None before the first publication."""
+    top = r.zrevrange(keys.kept(city), 0, 0, withscores=True)
+    return int(top[0][1]) if top else None
+
+
 def watermarks(r, keys: Keys) -> dict[int, float]:
     """Partition -> max event time seen (epoch s)."""
     parts = partitions(r, keys)
@@ -121,22 +128,36 @@ def parse_forecasts(h: dict, key: str, size: int = GRID_SIZE) -> np.ndarray:
     return grid.reshape(3, size, size)  # (C, y, x)
 
 
-def forecast_grid(r, keys: Keys, city: str, made_at: int, size: int = GRID_SIZE) -> np.ndarray:
-    """The forecast made at the close of `made_at` for slot made_at + 1, dense (3, size, size), NaN = none."""
-    key = keys.forecast(city, made_at)
+def forecast_grid(r, keys: Keys, city: str, made_at: int, size: int = GRID_SIZE, horizon: int = 1) -> np.ndarray:
+    """The forecast made at the close of `made_at` for slot made_at + horizon, dense (3, size, size), NaN = none."""
+    key = keys.forecast_ahead(city, made_at, horizon)
     return parse_forecasts(r.hgetall(key), key, size)
 
 
-def errors(r, keys: Keys, city: str, last: int | None = None) -> dict[str, np.ndarray]:
-    """The live forecast error history, oldest first: {"slot", "model", "persistence"} arrays (MAE).
+def forecast_path(r, keys: Keys, city: str, cell: int, made_at: int, horizons: int = 4) -> np.ndarray:
+    """One cell's forecast path made at the close of `made_at`: (horizons, 3), row h-1 for slot made_at + h, NaN = none."""
+    with r.pipeline(transaction=False) as pipe:
+        for h in range(1, horizons + 1):
+            pipe.hget(keys.forecast_ahead(city, made_at, h), cell)
+        got = pipe.execute()
+    out = np.full((horizons, 3), np.nan)
+    for h, v in enumerate(got, 1):
+        if v is not None:
+            out[h - 1] = _forecasts([v], keys.forecast_ahead(city, made_at, h))[0]
+    return out
 
-    Each value is an error record (stream.records.error_doc); a null error reads as NaN.
+
+def errors(r, keys: Keys, city: str, last: int | None = None, horizon: int = 1) -> dict[str, np.ndarray]:
+    """The live forecast error history, oldest first: {"slot", "model", "persistence"} arrays (MAE) of the
+    forecasts made `horizon` slots before each slot.
+
+    Each value is an error record (stream.records.error_doc); a null or absent error reads as NaN.
     """
     key = keys.errors(city)
     rows = []
     for s, v in r.hgetall(key).items():
         try:
-            doc = records.decode_error(v)
+            doc = records.decode_error(v, horizon)
         except records.RecordError as exc:
             raise ReadError(f"{key}: field {_s(s)}: {exc}") from exc
         rows.append((int(s), doc["model"], doc["persistence"]))

@@ -62,13 +62,14 @@ def decode_embedding(raw: bytes) -> tuple[dict, np.ndarray]:
 _FRAC = np.array([b".0"] + [(b".%04d" % r).rstrip(b"0") for r in range(1, 10_000)], dtype="S5")
 
 
-def forecast_records(city: str, slot: int, version: str, cells: np.ndarray, pred: np.ndarray) -> list[bytes]:
-    """`{"city","slot": slot+1,"made_at": slot,"version","cell","x","y","occ","in","out"}` per cell, counts rounded
-    to 4 decimals, byte for byte what orjson writes for that dict in a third of the time: counts become integer
-    and fraction parts in numpy, then one bytes template per record. Negative, huge or non-finite counts take
-    orjson itself."""
+def forecast_records(city: str, slot: int, version: str, cells: np.ndarray, pred: np.ndarray,
+                     horizon: int = 1) -> list[bytes]:
+    """`{"city","slot": slot+horizon,"made_at": slot,"horizon","version","cell","x","y","occ","in","out"}` per cell
+    (expected counts `horizon` slots after the close of `slot`), rounded to 4 decimals, byte for byte what orjson
+    writes for that dict in a third of the time: counts become integer and fraction parts in numpy, then one
+    bytes template per record. Negative, huge or non-finite counts take orjson itself."""
     x, y = cell_xy(cells)
-    head = {"city": city, "slot": slot + 1, "made_at": slot, "version": version}
+    head = {"city": city, "slot": slot + horizon, "made_at": slot, "horizon": horizon, "version": version}
     pred = np.asarray(pred, dtype=np.float64).round(4)  # (N, 3)
     if not (np.isfinite(pred).all() and (pred >= 0).all() and (pred < 1e9).all()):
         dumps = orjson.dumps
@@ -97,37 +98,53 @@ def decode_forecasts(raws: list[bytes]) -> np.ndarray:
 
 
 def pack_forecasts(version: str, cells: np.ndarray, pred: np.ndarray) -> bytes:
-    """`fcn:<slot>`: version, newline, int32 cells (n,), float32 counts (n, 3), little-endian."""
-    return version.encode() + b"\n" + cells.astype("<i4").tobytes() + pred.astype("<f4").tobytes()
+    """`fcn:<slot>`: "<version> <H>", newline, int32 cells (n,), float32 counts (n, H, 3), little-endian.
+    A value without " <H>" (written before forecasts had horizons) holds (n, 1, 3)."""
+    pred = np.asarray(pred).reshape(len(cells), -1, 3)  # (n, H, 3)
+    return b"%s %d\n" % (version.encode(), pred.shape[1]) + cells.astype("<i4").tobytes() + pred.astype("<f4").tobytes()
 
 
 def unpack_forecasts(raw: bytes) -> tuple[str, np.ndarray, np.ndarray]:
-    version, _, body = raw.partition(b"\n")
-    n = len(body) // 16
-    return version.decode(), np.frombuffer(body[: 4 * n], "<i4").astype(np.int64), np.frombuffer(body[4 * n:], "<f4").reshape(n, 3)
+    """-> version, cells (n,), counts (n, H, 3)."""
+    head, _, body = raw.partition(b"\n")
+    version, _, h = head.partition(b" ")
+    h = int(h) if h else 1
+    n = len(body) // (4 + 12 * h)
+    return version.decode(), np.frombuffer(body[: 4 * n], "<i4").astype(np.int64), np.frombuffer(body[4 * n:], "<f4").reshape(n, h, 3)
 
 
 # -- live forecast error: Redis `err` (slot -> record) --------------------------------------------------------
 
-def error_doc(slot: int, cells: int, persistence: float | None, model: float | None, version: str | None) -> bytes:
-    """`{"slot","cells","persistence","model"[,"version"]}`: mean absolute errors, null when not computable."""
-    doc = {"slot": slot, "cells": cells, "persistence": persistence, "model": model}
-    if version is not None:
-        doc["version"] = version
+def error_doc(slot: int, cells: int, horizons: dict[int, dict]) -> bytes:
+    """`{"slot","cells","persistence","model"[,"version"],"horizons": {"<h>": {"persistence","model"[,"version"]}}}`:
+    per horizon h the scores (models.flow_scores: rmse, mae, ...) of the forecast made h slots before and of
+    persistence, null when not computable; the top-level persistence/model are horizon 1's MAE."""
+    first = horizons.get(1, {})
+    doc = {"slot": slot, "cells": cells,
+           "persistence": first["persistence"]["mae"] if first.get("persistence") else None, "model": None,
+           "horizons": {str(h): row for h, row in horizons.items()}}
+    if first.get("model") is not None:
+        doc["model"], doc["version"] = first["model"]["mae"], first["version"]
     return orjson.dumps(doc)
 
 
-def decode_error(raw: bytes) -> dict:
-    """An error record -> its dict, with a null model or persistence error as NaN."""
+def decode_error(raw: bytes, horizon: int = 1) -> dict:
+    """An error record -> {"slot", "model", "persistence"}: horizon `horizon`'s MAE, NaN when null or absent."""
     try:
         doc = orjson.loads(raw)
-        for name in ("model", "persistence"):
-            doc[name] = float("nan") if doc[name] is None else float(doc[name])
+        if horizon == 1:
+            model, persistence = doc["model"], doc["persistence"]
+        else:
+            row = (doc.get("horizons") or {}).get(str(horizon)) or {}
+            model, persistence = ((row.get(n) or {}).get("mae") for n in ("model", "persistence"))
+        nan = float("nan")
+        return {"slot": doc.get("slot"), "model": nan if model is None else float(model),
+                "persistence": nan if persistence is None else float(persistence)}
     except orjson.JSONDecodeError as exc:
         raise RecordError(f"an error record is not JSON ({exc})") from exc
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RecordError(f"an error record has no numeric or null field {exc} (fields: model, persistence)") from exc
-    return doc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise RecordError(f"an error record lacks a numeric or null field {exc} "
+                          "(fields: model, persistence, horizons)") from exc
 
 
 # -- assembled flows: Redis `flowj:<slot>`, written by ADVANCE (stream.windows.lua_slots) --------------------

@@ -68,9 +68,12 @@ class Runner:
     async def _partition(self, part: int, msgs: list, forwarded: bool = False) -> None:
         out = await self.processor.process(part, [(mm.key, mm.value) for mm in msgs], forwarded)
         last = msgs[-1]
-        for d in out.dead:
-            await self.dlq.send(key=d.key, value=d.value,
-                                headers=d.headers(f"{last.topic}/{part}/{msgs[0].offset}-{last.offset}"))
+        if out.dead:  # returns once all are delivered: the batch's offsets wait for its dead letters
+            from stream.deadletter_send import DeadLetterSender
+
+            sender = DeadLetterSender(self.dlq.send, self.app.conf.producer_max_request_size,
+                                      stopping=lambda: self.app.should_stop)
+            await sender.deliver(out.dead, f"{last.topic}/{part}/{msgs[0].offset}-{last.offset}")
         if not forwarded:
             self._lag(last)
 

@@ -50,8 +50,9 @@ def ingest(url: str, app: str, df: pd.DataFrame, city: str = "A") -> list[tuple[
 
 
 def write_outputs(url: str, app: str, city: str, slots: list[int], dim: int = 32, seed: int = 0) -> None:
-    """Forecasts (persistence with noise), errors and embeddings for the assembled slots, as the worker's
-    records (stream.records): fc:<s> cell -> forecast record, err slot -> error record, emb:<uid> -> embedding."""
+    """Forecasts (persistence with noise) for horizons 1..4, errors and embeddings for the assembled slots, as the
+    worker's records (stream.records): fc:<s>[:h<h>] cell -> forecast record, err slot -> error record,
+    emb:<uid> -> embedding."""
     rng = np.random.default_rng(seed)
     k = Keys(app)
     r = redis.Redis.from_url(url)
@@ -60,17 +61,20 @@ def write_outputs(url: str, app: str, city: str, slots: list[int], dim: int = 32
         for s in slots:
             h = {int(c): np.array(v.split(b","), dtype=np.int64) for c, v in r.hgetall(k.flow(city, s)).items()}
             fc = {c: np.clip(v + rng.normal(0, 0.6, 3), 0, None).round(3) for c, v in h.items()}
-            if fc:
-                fc_cells = np.array(list(fc))
-                docs = forecast_records(city, s, "test", fc_cells, np.array(list(fc.values())))
-                r.hset(k.forecast(city, s), mapping=dict(zip(fc_cells.tolist(), docs)))
+            fc_cells = np.array(list(fc))
+            for ahead in range(1, 5) if fc else ():
+                docs = forecast_records(city, s, "test", fc_cells, np.array(list(fc.values())) * (1 + ahead / 10), ahead)
+                r.hset(k.forecast_ahead(city, s, ahead), mapping=dict(zip(fc_cells.tolist(), docs)))
             if prev is not None:
                 cells = sorted(set(h) | set(prev))
                 a = np.array([h.get(c, np.zeros(3)) for c in cells], dtype=float)
                 p = np.array([prev.get(c, np.zeros(3)) for c in cells], dtype=float)
-                r.hset(k.errors(city), s, error_doc(s, len(cells), float(np.abs(p - a).mean()),
-                                                    float(np.abs(p + 0.3 - a).mean()) * 0.8, "test"))
+                model, persistence = float(np.abs(p + 0.3 - a).mean()) * 0.8, float(np.abs(p - a).mean())
+                horizons = {ahead: {"model": {"mae": model * (1 + ahead / 10)}, "version": "test",
+                                    "persistence": {"mae": persistence * (1 + ahead / 10)}} for ahead in range(1, 5)}
+                r.hset(k.errors(city), s, error_doc(s, len(cells), horizons))
             prev = h
+            r.zadd(k.kept(city), {s: s})  # published, as the worker's ledger records it
         cells: dict[str, list[int]] = {}
         for s in slots[-8:]:
             for p in readers.partitions(r, k):

@@ -40,17 +40,22 @@ def test_forecasts_round_trip():
 
 
 def test_packed_forecasts_round_trip():
-    cells, pred = np.array([3, 70, 39_999]), np.array([[1.5, 2, 3], [0, 0, 0.25], [9, 8, 7]], np.float32)
+    cells = np.array([3, 70, 39_999])
+    pred = np.random.default_rng(2).random((3, 4, 3)).astype(np.float32)  # (n, H, 3)
     version, c, p = rec.unpack_forecasts(rec.pack_forecasts("flow-1\u00e9", cells, pred))
     assert version == "flow-1\u00e9" and c.tolist() == cells.tolist() and p.tolist() == pred.tolist()
 
 
 def test_error_round_trip():
-    doc = rec.decode_error(rec.error_doc(12, 40, 0.5, None, "v3"))
-    assert doc["slot"] == 12 and doc["cells"] == 40 and doc["persistence"] == 0.5 and np.isnan(doc["model"])
-    assert doc["version"] == "v3" and "version" not in rec.decode_error(rec.error_doc(1, 0, None, None, None))
+    rows = {1: {"persistence": {"mae": 0.5, "rmse": 0.7}, "model": None},
+            2: {"persistence": {"mae": 0.6}, "model": {"mae": 0.4, "rmse": 0.5}, "version": "v3"}}
+    raw = rec.error_doc(12, 40, rows)
+    one, two = rec.decode_error(raw), rec.decode_error(raw, horizon=2)
+    assert one["slot"] == 12 and one["persistence"] == 0.5 and np.isnan(one["model"])
+    assert (two["model"], two["persistence"]) == (0.4, 0.6) and np.isnan(rec.decode_error(raw, horizon=4)["model"])
+    assert orjson.loads(raw)["horizons"]["2"] == rows[2] and orjson.loads(raw)["cells"] == 40
     with pytest.raises(rec.RecordError, match="'persistence'"):
-        rec.decode_error(b'{"model": 1}')
+        rec.decode_error(b'{"slot": 1, "model": 1}')
 
 
 def test_flow_round_trip():
