@@ -165,10 +165,13 @@ class Processor:
     async def _close(self, part: int, cities: list[str], to_close: range, out: Outcome) -> None:
         city_slots = [(c, s) for s in to_close for c in cities]
         windows = await self.store.close_windows(part, city_slots, full=self.full_windows())
+        # In a thread: a 30,000-user slot's flows take tens of ms, which would stall every other partition on
+        # the event loop (the partition's own state waits behind its lock).
+        flows = await asyncio.to_thread(lambda: [slot_flows(cells) if uids else None for uids, cells in windows])
         partials = []
-        for (city, slot), (uids, cells) in zip(city_slots, windows):
+        for (city, slot), (uids, cells), f in zip(city_slots, windows, flows):
             if uids:
-                partials.append((city, slot, *slot_flows(cells)))
+                partials.append((city, slot, *f))
                 if self.on_closed is not None:
                     await self.on_closed(part, city, slot, uids, cells)
         # Purging slot-8 only once the closes are recorded: a re-close after a crash starts past them.
