@@ -243,7 +243,8 @@ def decode(messages: list[tuple[bytes | None, bytes]], limits: Limits) -> Decode
         raws.append(raw)
         keys.append(key)
 
-    for key, value in messages:
+    for msg in messages:
+        key, value = msg[0], msg[1]
         if value is None or len(value) > limits.max_bytes:
             size = 0 if value is None else len(value)
             dead.append(DeadLetter(dl.OVERSIZE if size else dl.NOT_JSON,

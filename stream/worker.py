@@ -1,7 +1,7 @@
-"""The Faust worker: a thin agent that batches raw messages per partition and hands them to the Processor.
+"""The Faust worker: a thin agent that takes per-partition batches of raw records and hands them to the Processor.
 
-Per-event Python overhead is what limits a Faust agent, so the agent takes raw bytes in batches
-(`take_events`), and `mobstream replay` packs many pings into one message.
+Per-event Python overhead is what limits a Faust agent, so the pings topic reaches the agent as one
+event per partition and fetch (`stream.faust_batches`), not one per record.
 """
 
 from __future__ import annotations
@@ -54,26 +54,30 @@ class Runner:
         self.processor = Processor(store, self.s.limits, lateness=self.s.lateness, n_partitions=self.s.partitions,
                                    origin=self.s.origin, ledger=ledger, **hooks)
 
-    async def handle(self, events) -> None:
+    async def handle(self, batches) -> None:
+        """Process `stream.faust_batches.Batch`es; returns once every one is in Redis (then the agent acks them)."""
         if self.processor is None:
             self._build()
         by_part: dict[int, list] = defaultdict(list)
-        for e in events:
-            by_part[e.message.partition].append(e.message)
+        for b in batches:
+            by_part[b.partition].append(b)
         # Partitions are independent (assembly across them is atomic in Redis), so their round trips overlap.
-        await asyncio.gather(*(self._partition(part, msgs) for part, msgs in by_part.items()))
+        await asyncio.gather(*(self._partition(part, bs) for part, bs in by_part.items()))
 
-    async def _partition(self, part: int, msgs: list) -> None:
-        out = await self.processor.process(part, [(mm.key, mm.value) for mm in msgs])
-        last = msgs[-1]
+    async def _partition(self, part: int, batches: list) -> None:
+        msgs = batches[0].messages() if len(batches) == 1 else [r for b in batches for r in b.messages()]
+        out = await self.processor.process(part, msgs)
+        last = batches[-1]
         for d in out.dead:
             await self.dlq.send(key=d.key, value=d.value,
-                                headers=d.headers(f"{last.topic}/{part}/{msgs[0].offset}-{last.offset}"))
+                                headers=d.headers(f"{last.topic}/{part}/{batches[0].first}-{last.offset}"))
+        for b in batches:
+            b.handled = True  # in Redis, dead letters sent: its offsets may commit
         self._lag(last)
 
     def _lag(self, last) -> None:
         now = time.time()
-        m.INGEST_LAG_SECONDS.observe(max(0.0, now - last.timestamp))  # faust gives seconds
+        m.INGEST_LAG_SECONDS.observe(max(0.0, now - last.timestamp))  # seconds
         try:
             high = self.app.consumer.highwater(last.tp)
         except Exception:  # the consumer may be mid-rebalance; lag is best effort
@@ -86,6 +90,7 @@ def build_app(s: WorkerSettings, outputs=None):
     """The Faust app with its one agent; nothing runs until a faust.Worker starts it."""
     import faust
 
+    from stream.faust_batches import deliver_in_batches
     from stream.security import faust_kwargs
 
     app = faust.App(
@@ -102,12 +107,15 @@ def build_app(s: WorkerSettings, outputs=None):
         broker_heartbeat_interval=max(0.5, s.session_timeout / 3),
         broker_rebalance_timeout=s.session_timeout,
         broker_commit_interval=1.0,
-        stream_buffer_maxsize=max(4096, 4 * s.batch_size),
+        stream_buffer_maxsize=4096,
+        broker_max_poll_records=max(1000, 2 * s.batch_size),
         processing_guarantee="at_least_once",
         **faust_kwargs(s.kafka_security),
     )
+    # Its queue holds batches (of up to batch_size records each), not records.
     pings = app.topic(s.topics.pings, key_type=bytes, value_type=bytes, key_serializer="raw",
-                      value_serializer="raw", partitions=s.partitions)
+                      value_serializer="raw", partitions=s.partitions, maxsize=4 * s.partitions)
+    deliver_in_batches(app, pings, s.batch_size)
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     topics = {"dlq": app.topic(s.topics.dlq, **raw), "forecasts": app.topic(s.topics.forecasts, **raw),
               "embeddings": app.topic(s.topics.embeddings, **raw)}
@@ -115,8 +123,9 @@ def build_app(s: WorkerSettings, outputs=None):
 
     @app.agent(pings, name="ingest")
     async def ingest(stream):
-        async for events in stream.take_events(s.batch_size, within=s.batch_wait):
-            await runner.handle(events)
+        # A few partitions' batches at a time (their Redis round trips overlap); acked once handled.
+        async for batches in stream.take(s.partitions, within=s.batch_wait):
+            await runner.handle(batches)
 
     @app.on_before_shutdown.connect
     async def flush_outputs(app, **kwargs) -> None:
