@@ -41,6 +41,8 @@ def worker(
     max_message_bytes: int = opt(1_048_576, "max_message_bytes", "Larger messages are dead-lettered as oversize."),
     max_future: float = opt(86_400.0, "max_future", "Pings more than this many seconds ahead of the wall clock are dead-lettered "
                             "(bad_timestamp) instead of moving the watermark; 0 = no check."),
+    ts_from_kafka: bool = opt(False, "ts_from_kafka", "A ping without \"ts\" takes its Kafka record's timestamp as "
+                              "its event time (else it is dead-lettered missing_field)."),
     origin: int = opt(DEFAULT_ORIGIN, "origin", "Epoch seconds of slot 0."),
     forecaster: Path = opt(None, "forecaster", "Flow forecaster checkpoint (watched; forecasts off when unset)."),
     embedder: Path = opt(None, "embedder", "Trajectory embedder checkpoint (watched; embeddings off when unset)."),
@@ -60,7 +62,7 @@ def worker(
         bootstrap=ends.bootstrap, redis_url=ends.redis_url, app=app, topics=Topics(pings_topic, dlq_topic, forecasts_topic, embeddings_topic),
         partitions=partitions, lateness=lateness, ttl=ttl, retain_slots=retain_slots, batch_size=batch_size, batch_wait=batch_wait,
         web_port=web_port, metrics_port=metrics_port, session_timeout=session_timeout, redis_timeout=redis_timeout, origin=origin,
-        limits=grid_limits(grid_origin_lat, grid_origin_lon, max_message_bytes, max_future),
+        limits=grid_limits(grid_origin_lat, grid_origin_lon, max_message_bytes, max_future, ts_from_kafka),
         forecaster=forecaster, embedder=embedder, torch_threads=torch_threads, data_dir=paths.state_dir() / "worker" / app,
         kafka_security=kafka_security, redis_security=redis_security,
     )
