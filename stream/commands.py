@@ -29,7 +29,7 @@ def worker(
     ttl: int = opt(172_800, "ttl", "Seconds every window key lives after its last write."),
     retain_slots: int = opt(96, "retain_slots", "Slots of per-slot outputs (flows, forecasts, errors) kept in Redis; "
                             ">= 48, the dashboard's default history."),
-    batch_size: int = opt(2000, "batch_size", "Kafka messages per agent batch."),
+    batch_size: int = opt(2000, "batch_size", "Most Kafka records in one partition batch handed to the Processor."),
     batch_wait: float = opt(0.05, "batch_wait", "Seconds to wait for a batch to fill."),
     web_port: int = opt(6066, "web_port", "Faust web port (0 = off); each worker on a host needs its own."),
     metrics_port: int = opt(9108, "metrics_port", "Prometheus /metrics port (0 = off); each worker its own."),
