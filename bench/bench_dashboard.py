@@ -31,6 +31,7 @@ from dashboard import flowmap, drilldown, health
 from models.grid import GRID_SIZE
 from stream import readers
 from stream.keys import Keys
+from stream.windows import wal
 from stream.services import start_redis, stop
 
 CITY, END = "A", 1000
@@ -54,16 +55,22 @@ def fill(r, k: Keys, users: int, dim: int, seed: int = 0) -> None:
                                                                       "out": round(d, 3)})
                                               for c, (a, b, d) in zip(cells, fc.tolist())})
         r.hset(k.errors(CITY), s, orjson.dumps({"model": 0.8, "persistence": 1.0}))
-    r.hset(k.latest, CITY, END)
-    r.hset(k.watermarks, mapping={p: float(1_800_000 + p) for p in range(4)})
+    r.sadd(k.cities, CITY)
+    r.set(k.latest(CITY), END)
+    r.sadd(k.parts, *range(4))
+    for p in range(4):
+        r.hset(k.clock(p), "wm", float(1_800_000 + p))
+    window = [], []
     with r.pipeline(transaction=False) as pipe:
         for u in range(users):
             vec = np.round(rng.standard_normal(dim), 4).tolist()
             pipe.set(k.embedding(CITY, str(u)), orjson.dumps({"slot": END, "embedding": vec}))
-            pipe.hset(k.cells(CITY, END), str(u), f"0|{int(rng.integers(0, len(cells)))}")
+            window[0].append(str(u))
+            window[1].append(int(rng.integers(0, len(cells))))
             if u % 2000 == 1999:
                 pipe.execute()
         pipe.execute()
+    r.set(k.log(0, CITY, END), wal.encode(window[0], np.zeros(len(window[0]), np.int64), np.array(window[1])))
 
 
 def _hash(*arrays) -> None:

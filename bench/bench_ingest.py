@@ -109,110 +109,90 @@ def counter(port: int, name: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + "{") or line.startswith(name + " "))
 
 
-def cpu_seconds(procs: list, r) -> np.ndarray:
-    """CPU seconds used so far by [the worker processes together, the redis-server]."""
+def cpu_seconds(proc, r) -> np.ndarray:
+    """CPU seconds used so far by [the worker process, the redis-server]."""
     import psutil
 
-    workers = sum(sum(psutil.Process(p.pid).cpu_times()[:2]) for p in procs)
+    t = psutil.Process(proc.pid).cpu_times()
     info = r.info("cpu")
-    return np.array([workers, info["used_cpu_user"] + info["used_cpu_sys"]])
+    return np.array([t.user + t.system, info["used_cpu_user"] + info["used_cpu_sys"]])
 
 
-def time_worker(bootstrap: str, redis_url: str, topic: str, expect: int, log: Path, workers: int = 1,
-                timeout: float = 300) -> tuple[float, np.ndarray, float]:
-    """(seconds, [workers, redis] CPU seconds, steady rate) from the first counted ping to all `expect` pings
-    processed by `workers` worker processes in one group; the third value is the pings/s between 20 % and 80 % of
-    `expect` (several workers join the group one after another: the steady rate leaves the rebalances out)."""
+def time_worker(bootstrap: str, redis_url: str, topic: str, expect: int, log: Path,
+                timeout: float = 300) -> tuple[float, np.ndarray]:
+    """(seconds, [worker, redis] CPU seconds) from the worker's first counted ping to all `expect` pings processed."""
     import redis
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.integration.worker_proc import WorkerProc
 
-    app = f"b{uuid.uuid4().hex[:8]}"
-    ws = [WorkerProc(bootstrap, redis_url, topic, app, PARTITIONS, log.with_suffix(f".{i}.log"),
-                     ["--loglevel", "warning"]) for i in range(workers)]
+    w = WorkerProc(bootstrap, redis_url, topic, f"b{uuid.uuid4().hex[:8]}", PARTITIONS, log,
+                   ["--loglevel", "warning"])
     r = redis.Redis.from_url(redis_url)
     r.config_resetstat()
-    samples = []  # (time, pings counted)
     try:
         t_first = None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            n = 0
-            for w in ws:
-                try:
-                    n += counter(w.metrics_port, "mobstream_pings_total")
-                except OSError:
-                    pass
+            try:
+                n = counter(w.metrics_port, "mobstream_pings_total")
+            except OSError:
+                n = 0
             now = time.perf_counter()
-            samples.append((now, n))
             if n and t_first is None:
-                t_first, n_first, cpu_first = now, n, cpu_seconds([w.proc for w in ws], r)
+                t_first, n_first, cpu_first = now, n, cpu_seconds(w.proc, r)
             if n >= expect:
                 # the first poll already saw n_first pings: credit their share of the time
                 scale = expect / max(1, expect - n_first)
                 stats = sorted(r.info("commandstats").items(), key=lambda kv: -kv[1]["usec"])[:6]
                 print("  redis time by command (incl. calls inside scripts): " + ", ".join(
                     f"{k.removeprefix('cmdstat_')} {v['usec'] / 1e6:.2f} s/{v['calls']:,d} calls" for k, v in stats))
-                cpu = cpu_seconds([w.proc for w in ws], r) - cpu_first
-                ts, ns = np.array(samples).T
-                lo, hi = np.interp([0.2 * expect, 0.8 * expect], ns, ts)
-                return (now - t_first) * scale, cpu * scale, 0.6 * expect / max(hi - lo, 1e-9)
-            for w in ws:
-                if w.proc.poll() is not None:
-                    raise SystemExit(f"worker exited:\n{w.tail()}")
+                return (now - t_first) * scale, (cpu_seconds(w.proc, r) - cpu_first) * scale
+            if w.proc.poll() is not None:
+                raise SystemExit(f"worker exited:\n{w.tail()}")
             time.sleep(0.05)
-        raise SystemExit(f"workers did not finish in {timeout} s:\n{ws[0].tail()}")
+        raise SystemExit(f"worker did not finish in {timeout} s:\n{w.tail()}")
     finally:
         r.close()
-        for w in ws:
-            w.stop()
+        w.stop()
 
 
-def run_case(label: str, bootstrap: str, redis_url: str, path: Path, single: bool, tmp: Path,
-             workers: tuple[int, ...] = (1,)) -> None:
+def run_case(label: str, bootstrap: str, redis_url: str, path: Path, single: bool, tmp: Path) -> None:
     topic = f"bench-{'single' if single else 'batch'}-{uuid.uuid4().hex[:6]}"
     rep = replay(ReplaySettings(path, bootstrap, topic, PARTITIONS, single=single, progress=False))
     c0 = time.process_time()
     dt_raw, raw_msgs, raw_pings = asyncio.run(raw_ceiling(bootstrap, topic, rep.messages))
     dt_raw_cpu = time.process_time() - c0
-    for k in workers:
-        secs, cpu, steady = time_worker(bootstrap, redis_url, topic, rep.pings, tmp / topic, k)
-        rate = rep.pings / secs
-        raw_cpu_us = 1e6 * dt_raw_cpu / rep.pings
-        w_us, r_us = 1e6 * cpu / rep.pings
-        total = cpu.sum()
-        who = "worker" if k == 1 else f"{k} workers"
-        print(f"{label:22s} {rep.pings:>8,d} pings in {rep.messages:>7,d} msgs | {who} {rate:>9,.0f} pings/s wall "
-              f"({rep.messages / secs:,.0f} msgs/s; steady 20-80 %: {steady:,.0f} pings/s; load "
-              f"{os.getloadavg()[0]:.1f}), CPU worker {w_us:.1f} + redis {r_us:.1f} = {1e6 * total / rep.pings:.1f} "
-              f"us/ping = {rep.pings / total:,.0f} pings per CPU-second | raw aiokafka consume+decode "
-              f"{raw_pings:>10,.0f} pings/s ({raw_msgs:,.0f} msgs/s) wall, {raw_cpu_us:.2f} CPU us/ping | "
-              f"worker/raw: wall {rate / raw_pings:.3f}, CPU {raw_cpu_us / (1e6 * total / rep.pings):.3f}", flush=True)
-        if single:  # the same figures per message (one ping each), the unit the issue's goals are in
-            n = rep.messages
-            print(f"{'  per message':22s} {who} {n / secs:,.0f} msgs/s vs raw aiokafka consume+decode {raw_msgs:,.0f} "
-                  f"msgs/s: ratio {n / secs / raw_msgs:.3f}; CPU per message: worker{'s' if k > 1 else ''} "
-                  f"{w_us * rep.pings / n:.1f} us, redis-server {r_us * rep.pings / n:.1f} us, raw consume+decode "
-                  f"{1e6 * dt_raw_cpu / n:.1f} us", flush=True)
+    secs, cpu = time_worker(bootstrap, redis_url, topic, rep.pings, tmp / f"{topic}.log")
+    rate = rep.pings / secs
+    raw_cpu_us = 1e6 * dt_raw_cpu / rep.pings
+    w_us, r_us = 1e6 * cpu / rep.pings
+    cpu = cpu.sum()
+    print(f"{label:22s} {rep.pings:>8,d} pings in {rep.messages:>7,d} msgs | worker {rate:>9,.0f} pings/s wall "
+          f"({rep.messages / secs:,.0f} msgs/s; load {os.getloadavg()[0]:.1f}), CPU worker {w_us:.1f} + redis {r_us:.1f} "
+          f"= {1e6 * cpu / rep.pings:.1f} us/ping "
+          f"= {rep.pings / cpu:,.0f} pings per CPU-second | raw aiokafka consume+decode {raw_pings:>10,.0f} pings/s "
+          f"({raw_msgs:,.0f} msgs/s) wall, {raw_cpu_us:.2f} CPU us/ping | worker/raw: wall {rate / raw_pings:.3f}, "
+          f"CPU {raw_cpu_us / (1e6 * cpu / rep.pings):.3f}", flush=True)
+    if single:  # the same figures per message (one ping each), the unit the issue's goals are in
+        n = rep.messages
+        print(f"{'  per message':22s} worker {n / secs:,.0f} msgs/s vs raw aiokafka consume+decode {raw_msgs:,.0f} "
+              f"msgs/s: ratio {n / secs / raw_msgs:.3f}; CPU per message: worker {w_us * rep.pings / n:.1f} us, "
+              f"redis-server {r_us * rep.pings / n:.1f} us, raw consume+decode {1e6 * dt_raw_cpu / n:.1f} us", flush=True)
 
 
 def main() -> None:
-    global PARTITIONS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pings", type=int, default=200_000)
     ap.add_argument("--single-pings", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--days", type=int, default=4, help="days each workload spans (fewer = denser slots)")
     ap.add_argument("--cases", default="batch,single", help="which cases to run: batch, single or both")
-    ap.add_argument("--workers", default="1", help="worker counts to run single-ping messages with, e.g. 1,4,8")
-    ap.add_argument("--partitions", type=int, default=PARTITIONS)
     a = ap.parse_args()
-    PARTITIONS = a.partitions
     cases = {c.strip() for c in a.cases.split(",")}
     with scratch("bench-ingest-") as tmp:
         svc, bootstrap, redis_url = services(tmp / "svc")
         try:
-            print(f"machine: {machine()}; {PARTITIONS} partitions, workers: {a.workers}; broker {bootstrap}")
+            print(f"machine: {machine()}; {PARTITIONS} partitions, one worker; broker {bootstrap}")
             big, small = tmp / "big.csv", tmp / "small.csv"
             workload(big, a.pings, days=a.days)
             workload(small, a.single_pings, seed=2, days=a.days)
@@ -220,8 +200,7 @@ def main() -> None:
                 if "batch" in cases:
                     run_case("batch messages", bootstrap, redis_url, big, False, tmp)
                 if "single" in cases:
-                    run_case("single-ping messages", bootstrap, redis_url, small, True, tmp,
-                             tuple(int(k) for k in a.workers.split(",")))
+                    run_case("single-ping messages", bootstrap, redis_url, small, True, tmp)
         finally:
             if svc is not None:
                 svc.stop()

@@ -37,9 +37,10 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.slots import DEFAULT_ORIGIN as O, SLOT_SECONDS as S  # noqa: E402
-from stream.replay import Partitioner  # noqa: E402
+from stream.ownership import Owners  # noqa: E402
 from stream.services import create_topic, start_broker, start_redis, stop  # noqa: E402
 from tests.integration.worker_proc import WorkerProc  # noqa: E402
+from stream.keys import Keys
 
 PARTS = 4
 
@@ -65,7 +66,7 @@ class City:
         self.uids = np.arange(users)
         self.anchors = rng.integers(1, 201, size=(users, 3, 2))
         self.per_slot = min(per_slot, users)
-        self.part = Partitioner(PARTS).of(self.uids)
+        self.part = Owners(PARTS).of(self.uids)
 
     def slot_messages(self, slot: int) -> list[tuple[int, bytes]]:
         who = np.sort(self.rng.choice(len(self.uids), self.per_slot, replace=False))
@@ -117,7 +118,7 @@ def sampler(w: WorkerProc, r: redis.Redis, app: str, sent: list, every: float, r
             rows.append(("worker died",))
             return
         info = r.info("memory")
-        assembled = int(r.get(f"{app}:assembled") or -1)
+        assembled = int(r.get(Keys(app).assembled("A")) or -1)
         window = sum(1 for pat in ("cells:*", "act:*") for _ in r.scan_iter(match=f"{app}:*:{pat}", count=1000))
         # One MULTI: a slot assembled between two separate reads would count its flows but not its pending mark.
         with r.pipeline(transaction=True) as pipe:
@@ -165,7 +166,7 @@ def main() -> int:
         th.start()
         asyncio.run(produce(broker.bootstrap, topic, city, a.rate, a.minutes * 60, sent))
         deadline = time.monotonic() + 300  # drain: the worker catches up with what was produced
-        while time.monotonic() < deadline and int(r.get(f"{app}:assembled") or -1) < sent[1]:
+        while time.monotonic() < deadline and int(r.get(Keys(app).assembled("A")) or -1) < sent[1]:
             time.sleep(1)
         # Pings are counted after their batch's slot closes and outputs are published: read the count once it
         # stops moving (reading it the moment the last slot is assembled undercounts the last batch).
@@ -177,7 +178,7 @@ def main() -> int:
         done.append(True)
         th.join()
         dead = metric(w.metrics_port, "mobstream_dead_letters_total")
-        report(a, rows, sent, got, dead, int(r.get(f"{app}:assembled") or -1))
+        report(a, rows, sent, got, dead, int(r.get(Keys(app).assembled("A")) or -1))
         bad = [ln for ln in w.tail(10**7).splitlines() if re.search(r"ERROR|WARNING|Traceback|Error", ln)]
         if bad:
             print(f"\nworker log: {len(bad)} warning/error lines; last ones:\n" + "\n".join(bad[-15:]))

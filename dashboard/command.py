@@ -27,6 +27,8 @@ def streamlit_argv(port: int, address: str) -> list[str]:
 def dashboard(
     redis_url: str = redis_url_option(),
     app: str = opt("mobstream", "app", "App id of the workers to show (their Redis key prefix)."),
+    redis_cluster: bool = opt(False, "redis_cluster", "MOBSTREAM_REDIS_URL names a node of a Redis Cluster "
+                              "(set by itself for `services up --redis-shards N`)."),
     refresh: float = opt(3.0, "refresh", "Seconds between panel refreshes."),
     port: int = opt(8501, "port", "HTTP port of the dashboard."),
     address: str = opt("127.0.0.1", "address", "Address to listen on (0.0.0.0 to serve other hosts)."),
@@ -45,7 +47,7 @@ def dashboard(
     """Serve the live dashboard (flow map, cell drill-down, embeddings, system health); reads Redis only."""
     from dashboard.settings import DashboardSettings, split_urls
 
-    s = DashboardSettings(redis_url=redis_url, app=app, refresh=refresh, port=port,
+    s = DashboardSettings(redis_url=redis_url, app=app, redis_cluster=redis_cluster, refresh=refresh, port=port,
                           metrics_urls=split_urls(metrics_urls), grid_origin_lat=grid_origin_lat,
                           grid_origin_lon=grid_origin_lon, labels=labels, pca=pca, history_slots=history_slots,
                           max_users=max_users, origin=origin)

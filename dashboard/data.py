@@ -25,28 +25,28 @@ class NoRedis(Exception):
 
 
 @st.cache_resource(show_spinner=False)
-def _client(url: str):
-    import redis
-
+def _client(url: str, cluster: bool):
+    from stream.redis_client import sync_client
     from stream.security import redis_kwargs, redis_security_from_env
 
-    return redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=5.0, health_check_interval=30,
-                                **redis_kwargs(url, redis_security_from_env()))
+    return sync_client(url, cluster, socket_connect_timeout=1.0, socket_timeout=5.0, health_check_interval=30,
+                       **redis_kwargs(url, redis_security_from_env()))
 
 
-def redis_url(s: DashboardSettings) -> str:
+def redis_url(s: DashboardSettings) -> tuple[str, bool]:
+    """The Redis URL and whether it names a cluster node: the settings', else `mobstream services up`'s."""
     if s.redis_url:
-        return s.redis_url
+        return s.redis_url, s.redis_cluster
     from stream.services import discover
 
     found = discover()
     if found is None:
         raise NoRedis("no MOBSTREAM_REDIS_URL is set and `mobstream services up` is not running")
-    return found.redis_url
+    return found.redis_url, found.redis_cluster
 
 
 def client(s: DashboardSettings):
-    return _client(redis_url(s))
+    return _client(*redis_url(s))
 
 
 def keys(s: DashboardSettings) -> Keys:
@@ -60,21 +60,21 @@ def now(s: DashboardSettings) -> tuple[dict[str, int], dict[int, float]]:
 
 
 @st.cache_resource(show_spinner=False, max_entries=16, ttl=3600)
-def flows(url: str, app: str, city: str, slot: int) -> np.ndarray:
+def flows(url: tuple, app: str, city: str, slot: int) -> np.ndarray:
     """(3, 200, 200) actuals of a closed slot (immutable once assembled, so cached by slot)."""
-    return readers.flow_grid(_client(url), Keys(app), city, slot)
+    return readers.flow_grid(_client(*url), Keys(app), city, slot)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16, ttl=60)
-def forecasts(url: str, app: str, city: str, made_at: int) -> np.ndarray:
+def forecasts(url: tuple, app: str, city: str, made_at: int) -> np.ndarray:
     """(3, 200, 200) forecast made at the close of `made_at`, NaN where none (short TTL: written after assembly)."""
-    return readers.forecast_grid(_client(url), Keys(app), city, made_at)
+    return readers.forecast_grid(_client(*url), Keys(app), city, made_at)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4, ttl=600)
-def embeddings(url: str, app: str, city: str, slot: int, limit: int) -> tuple[list[str], np.ndarray]:
+def embeddings(url: tuple, app: str, city: str, slot: int, limit: int) -> tuple[list[str], np.ndarray]:
     """Up to `limit` users' embeddings (lowest uids first, so the sample is stable between slots)."""
-    r, k = _client(url), Keys(app)
+    r, k = _client(*url), Keys(app)
     return readers.embeddings(r, k, city, readers.embedding_uids(r, k, city, limit))
 
 

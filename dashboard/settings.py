@@ -19,6 +19,7 @@ from models.slots import DEFAULT_ORIGIN
 class DashboardSettings:
     redis_url: str | None = None
     app: str = "mobstream"
+    redis_cluster: bool = False
     refresh: float = 3.0
     port: int = 8501
     metrics_urls: tuple[str, ...] = ()
@@ -72,6 +73,7 @@ class DashboardSettings:
 
         return cls(
             redis_url=get("redis_url", str, None), app=get("app", str, "mobstream"),
+            redis_cluster=get("redis_cluster", lambda v: v.lower() in ("1", "true", "yes", "on"), False),
             refresh=get("refresh", float, 3.0), port=get("port", int, 8501),
             metrics_urls=get("metrics_urls", split_urls, ()),
             grid_origin_lat=get("grid_origin_lat", float, None), grid_origin_lon=get("grid_origin_lon", float, None),

@@ -137,10 +137,10 @@ def _wait_for_close(redis_url: str, app: str, last_slot: int, children: Children
 
     r = redis.Redis.from_url(redis_url)
     deadline = time.monotonic() + timeout
-    key = Keys(app).latest
+    key = Keys(app).latest("A")
     while time.monotonic() < deadline:
         children.check()
-        got = r.hget(key, "A")
+        got = r.get(key)
         if got is not None and int(got) >= last_slot:
             say(f"worker closed slot {int(got)}: the replay is fully processed")
             return

@@ -24,6 +24,7 @@ def worker(
     dlq_topic: str = opt("pings-dlq", "dlq_topic", "Dead-letter topic (original bytes + reason header)."),
     forecasts_topic: str = opt("flow-forecasts", "forecasts_topic", "Output topic of flow forecasts (key city:cell)."),
     embeddings_topic: str = opt("user-embeddings", "embeddings_topic", "Output topic of user embeddings (key uid)."),
+    flows_topic: str = opt("flows", "flows_topic", "Output topic of each assembled slot's measured flows (key city:cell)."),
     partitions: int = opt(4, "partitions", PARTITIONS_HELP),
     lateness: float = opt(0.0, "lateness", "Allowed lateness in seconds: watermark = max event time - lateness."),
     ttl: int = opt(172_800, "ttl", "Seconds every window key lives after its last write."),
@@ -36,6 +37,8 @@ def worker(
     session_timeout: float = opt(6.0, "session_timeout", "Kafka consumer session and rebalance timeout, seconds."),
     redis_timeout: float = opt(60.0, "redis_timeout", "Seconds a Redis reply may take before the worker counts Redis as "
                                "down and retries the batch; under load one reply can wait behind other workers' scripts."),
+    redis_cluster: bool = opt(False, "redis_cluster", "MOBSTREAM_REDIS_URL names a node of a Redis Cluster: use redis-py's "
+                              "cluster client (set by itself for `services up --redis-shards N`)."),
     grid_origin_lat: float = opt(35.30, "grid_origin_lat", "Latitude of the grid's south-west corner (lat/lon pings)."),
     grid_origin_lon: float = opt(139.20, "grid_origin_lon", "Longitude of the grid's south-west corner."),
     max_message_bytes: int = opt(1_048_576, "max_message_bytes", "Larger messages are dead-lettered as oversize."),
@@ -59,9 +62,10 @@ def worker(
 
     ends = resolve_endpoints(bootstrap, redis_url)
     s = WorkerSettings(
-        bootstrap=ends.bootstrap, redis_url=ends.redis_url, app=app, topics=Topics(pings_topic, dlq_topic, forecasts_topic, embeddings_topic),
+        bootstrap=ends.bootstrap, redis_url=ends.redis_url, app=app, topics=Topics(pings_topic, dlq_topic, forecasts_topic, embeddings_topic, flows_topic),
         partitions=partitions, lateness=lateness, ttl=ttl, retain_slots=retain_slots, batch_size=batch_size, batch_wait=batch_wait,
         web_port=web_port, metrics_port=metrics_port, session_timeout=session_timeout, redis_timeout=redis_timeout, origin=origin,
+        redis_cluster=redis_cluster or ends.redis_cluster,
         limits=grid_limits(grid_origin_lat, grid_origin_lon, max_message_bytes, max_future, ts_from_kafka),
         forecaster=forecaster, embedder=embedder, torch_threads=torch_threads, data_dir=paths.state_dir() / "worker" / app,
         kafka_security=kafka_security, redis_security=redis_security,

@@ -1,36 +1,38 @@
 """THE Redis key layout of the stream: every key the worker writes and the dashboard reads is named here.
 
-All keys start with "<app>:" (setting `app`, default "mobstream"); city-scoped keys with
-"<app>:<city>:". Window state expires (setting `ttl`) and is purged once no window needs it; per-slot
-outputs are kept for the last `retain_slots` slots (stream.publication), so memory stays bounded.
+Lua scripts get every key they touch through KEYS, built by these methods; no key name is built
+anywhere else. Keys carry a Redis Cluster hash tag (`{...}`), so a cluster keeps together what one
+script or transaction touches:
+  - `{part:<p>}`: what Kafka partition <p>'s owner writes on the hot path (one cluster node per partition);
+  - `{city:<c>}`: a city's assembly and outputs (the partitions' shares meet there, once per slot);
+  - untagged: per-user embeddings (spread over the cluster) and the few global registries.
+Window state expires (setting `ttl`) and is deleted once no window needs it; per-slot outputs are kept for
+the last `retain_slots` slots (stream.publication), so memory stays bounded.
 
-  <app>:<city>:cells:<slot>       hash  uid -> "ts_ms|cell"  each user's latest ping in the slot (latest
-                                        event time wins); a user's 8-slot window is HGET uid on the
-                                        window's 8 slot hashes (absent = not seen: the mask)
-  <app>:<city>:act:<slot>:p<part> set   uids partition <part> saw in <slot>: whom it closes, and purges
-                                        from cells:<slot> once no window needs the slot (8 slots on)
-  <app>:<city>:flowp:<slot>:p<part> string JSON [[cell...], [occ, in, out, ...]]: partition <part>'s
-                                        share of a closed slot (deleted once assembled)
-  <app>:<city>:pslots             zset  slots having partial flows (score = slot), to assemble
-  <app>:<city>:flow:<slot>        hash  cell -> "occ,in,out"  the city's flows of a closed slot: sum of
-                                        the partitions' shares; 8 consecutive ones are a cell's window
-  <app>:<city>:flowj:<slot>       string JSON [[cell...], [occ, in, out, ...]]: the same flows in one value,
-                                        what the forecaster reads (8 GETs, not 8 x 40,000 hash fields)
-  <app>:<city>:fc:<slot>          hash  cell -> JSON forecast made at the close of <slot> for <slot>+1
-  <app>:<city>:fcn:<slot>         string the same forecasts packed: int32 cells then float32 (n, 3) counts
-                                        (the live error reads it back in one value)
-  <app>:<city>:emb:<uid>          string JSON embedding of the user's latest window: vector as base64 of
-                                        little-endian float32 (`embedding_b64`, `dim`, `dtype`)
-  <app>:<city>:err                hash  slot -> JSON live forecast error (model and persistence)
-  <app>:<city>:unpub              zset  assembled slots whose outputs are not yet published and flushed
-                                        (score = slot): ADVANCE adds, the publisher removes
-  <app>:<city>:outs               zset  published slots whose per-slot outputs (flow, flowj, fc, fcn, err
-                                        field) are kept; those retain_slots behind the newest are deleted
-  <app>:cities                    set   cities seen
-  <app>:wm                        hash  partition -> max event time seen (epoch s)
-  <app>:closed                    hash  partition -> last slot the partition closed
-  <app>:assembled                 string last slot assembled for every city (all partitions closed it)
-  <app>:latest                    hash  city -> last assembled slot (the dashboard's "now")
+Partition-local (hot path: one scripted write per batch):
+  <app>:{part:<p>}:clock               hash   wm = max event time seen (epoch s), closed = last slot the
+                                              partition closed, gen = writes so far (a worker whose copy
+                                              is behind reloads; a stale owner's write is refused)
+  <app>:{part:<p>}:<city>:log:<slot>   string frames of the pings the partition accepted for the slot
+                                              (stream.windows.wal): the durable copy of the worker's
+                                              in-memory tables, deleted 8 slots after the slot closes
+City (once per closed slot and partition):
+  <app>:{city:<c>}:closed              hash   partition -> last slot it closed for the city
+  <app>:{city:<c>}:flowp:<slot>:p<p>   string JSON [[cell...], [occ, in, out, ...]]: a partition's share
+  <app>:{city:<c>}:pslots              zset   slots having shares (score = slot), to assemble
+  <app>:{city:<c>}:assembled           string last slot assembled (every partition closed it)
+  <app>:{city:<c>}:latest              string last slot with flows (the dashboard's "now")
+  <app>:{city:<c>}:flow:<slot>         hash   cell -> "occ,in,out": the sum of the shares
+  <app>:{city:<c>}:flowj:<slot>        string the same flows in one JSON value [[cell...], [occ, in, out, ...]]
+  <app>:{city:<c>}:fc:<slot>           hash   cell -> JSON forecast made at the close of <slot>
+  <app>:{city:<c>}:fcn:<slot>          string the same forecasts packed (int32 cells, float32 (n, 3) counts)
+  <app>:{city:<c>}:err                 hash   slot -> JSON live forecast error
+  <app>:{city:<c>}:unpub               zset   assembled slots whose outputs are not yet published
+  <app>:{city:<c>}:outs                zset   published slots whose per-slot outputs are kept
+Untagged:
+  <app>:<city>:emb:<uid>               string JSON embedding of the user's latest window
+  <app>:cities                         set    cities seen
+  <app>:parts                          set    partitions having state (readers find the clocks through it)
 cell = dense id (y-1)*200 + (x-1) (models.grid.cell_id); uid as sent (ints in decimal).
 """
 
@@ -43,61 +45,69 @@ from dataclasses import dataclass
 class Keys:
     app: str = "mobstream"
 
+    # -- partition-local
+    def part(self, part: int) -> str:
+        return f"{self.app}:{{part:{part}}}:"
+
+    def clock(self, part: int) -> str:
+        return f"{self.part(part)}clock"
+
+    def log(self, part: int, city: str, slot: int) -> str:
+        return f"{self.part(part)}{city}:log:{slot}"
+
+    # -- city
     def city(self, city: str) -> str:
-        return f"{self.app}:{city}:"
+        return f"{self.app}:{{city:{city}}}:"
 
-    def cells(self, city: str, slot: int) -> str:
-        return f"{self.app}:{city}:cells:{slot}"
-
-    def active(self, city: str, slot: int, part: int) -> str:
-        return f"{self.app}:{city}:act:{slot}:p{part}"
+    def closed(self, city: str) -> str:
+        return f"{self.city(city)}closed"
 
     def partial(self, city: str, slot: int, part: int) -> str:
-        return f"{self.app}:{city}:flowp:{slot}:p{part}"
+        return f"{self.city(city)}flowp:{slot}:p{part}"
 
     def partial_slots(self, city: str) -> str:
-        return f"{self.app}:{city}:pslots"
+        return f"{self.city(city)}pslots"
+
+    def assembled(self, city: str) -> str:
+        return f"{self.city(city)}assembled"
+
+    def latest(self, city: str) -> str:
+        return f"{self.city(city)}latest"
 
     def flow(self, city: str, slot: int) -> str:
-        return f"{self.app}:{city}:flow:{slot}"
+        return f"{self.city(city)}flow:{slot}"
 
     def flow_packed(self, city: str, slot: int) -> str:
-        return f"{self.app}:{city}:flowj:{slot}"
-
-    def forecast_packed(self, city: str, slot: int) -> str:
-        return f"{self.app}:{city}:fcn:{slot}"
+        return f"{self.city(city)}flowj:{slot}"
 
     def forecast(self, city: str, slot: int) -> str:
-        return f"{self.app}:{city}:fc:{slot}"
+        return f"{self.city(city)}fc:{slot}"
 
-    def embedding(self, city: str, uid: str) -> str:
-        return f"{self.app}:{city}:emb:{uid}"
+    def forecast_packed(self, city: str, slot: int) -> str:
+        return f"{self.city(city)}fcn:{slot}"
 
     def errors(self, city: str) -> str:
-        return f"{self.app}:{city}:err"
+        return f"{self.city(city)}err"
 
     def unpublished(self, city: str) -> str:
-        return f"{self.app}:{city}:unpub"
+        return f"{self.city(city)}unpub"
 
     def kept(self, city: str) -> str:
-        return f"{self.app}:{city}:outs"
+        return f"{self.city(city)}outs"
+
+    def slot_outputs(self, city: str, slot: int) -> list[str]:
+        """The per-slot output keys the retention trim deletes."""
+        return [self.flow(city, slot), self.flow_packed(city, slot), self.forecast(city, slot),
+                self.forecast_packed(city, slot)]
+
+    # -- untagged
+    def embedding(self, city: str, uid: str) -> str:
+        return f"{self.app}:{city}:emb:{uid}"
 
     @property
     def cities(self) -> str:
         return f"{self.app}:cities"
 
     @property
-    def watermarks(self) -> str:
-        return f"{self.app}:wm"
-
-    @property
-    def closed(self) -> str:
-        return f"{self.app}:closed"
-
-    @property
-    def assembled(self) -> str:
-        return f"{self.app}:assembled"
-
-    @property
-    def latest(self) -> str:
-        return f"{self.app}:latest"
+    def parts(self) -> str:
+        return f"{self.app}:parts"

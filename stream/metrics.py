@@ -30,6 +30,11 @@ INFERENCE_SECONDS = Histogram("mobstream_inference_seconds", "Wall time of one m
                               ["model"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 FORECAST_MAE = Gauge("mobstream_forecast_mae", "Mean absolute error of the last closed slot's forecast, "
                      "over cells and channels, beside the persistence baseline's.", ["model"])
+STATE_RELOADS = Counter("mobstream_state_reloads_total", "Partitions reloaded from Redis because another owner "
+                        "wrote them since this worker loaded them (a rebalance).")
+REPARTITIONED = Counter("mobstream_repartitioned_pings_total", "Pings forwarded to the partition that owns their "
+                        "user (they arrived on another one: unkeyed or non-murmur2 producers).")
+FLOWS = Counter("mobstream_flows_total", "Cell flow records (actual occupancy, inflow, outflow) emitted to the flows topic.")
 REDIS_UP = Gauge("mobstream_redis_up", "0 while the worker's last Redis call failed (it retries the batch), else 1.")
 MODEL_LOADED = Gauge("mobstream_model_loaded", "1 when the model's checkpoint is loaded, 0 when it is off.", ["model"])
 

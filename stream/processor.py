@@ -16,12 +16,14 @@ import numpy as np
 
 from models.slots import WINDOW_SLOTS, slots_of
 from stream import deadletter as dl
+from stream import repartition
+from stream.repartition import split_markers
 from stream import metrics as m
 from stream.deadletter import DeadLetter
 from stream.pings import WATERMARK, Limits, decode, raw_bytes
 from stream.windows.close import slot_flows
 from stream.windows.store import WindowStore
-from stream.windows.watermark import PartitionClock, classify, slots_to_close
+from stream.windows.watermark import PartitionClock, classify, frontier, open_slot, slots_to_close
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ class Processor:
 
     def __init__(self, store: WindowStore, limits: Limits, *, lateness: float, n_partitions: int, origin: int,
                  on_closed: OnClosed | None = None, on_assembled: OnAssembled | None = None,
-                 full_windows: Callable[[], bool] = lambda: True, ledger=None,
+                 full_windows: Callable[[], bool] = lambda: True, ledger=None, repartition=None,
                  clock: Callable[[], float] = time.perf_counter) -> None:
         self.store = store
         self.limits = limits
@@ -59,48 +61,93 @@ class Processor:
         self.on_assembled = on_assembled
         self.full_windows = full_windows  # whole 8-slot windows needed (an embedder is on)?
         self.ledger = ledger  # stream.publication.Ledger: assembled slots not yet published survive a crash
+        # stream.repartition.Repartition, or None: every ping is taken as its partition's own (one partition,
+        # or producers known to key by uid with murmur2).
+        self.repartition = repartition if n_partitions > 1 else None
         self.clock = clock
         self._recovered = ledger is None
+        # A partition's pings and the pings forwarded to it are two inputs of one state: one batch at a time.
+        self._partition_locks: dict[int, asyncio.Lock] = {}
+        self._marked: dict[int, int | None] = {}  # partition -> the open slot its last marker told the others
         self._publishing = asyncio.Lock()  # partitions of one worker run concurrently: publish each slot once
 
-    async def process(self, part: int, messages: list[tuple[bytes | None, bytes]]) -> Outcome:
-        """Process a batch; while Redis is unreachable, retry it with backoff (every step is idempotent), so
-        the agent never raises and the consumer stops taking messages instead of dropping a batch."""
+    async def process(self, part: int, messages: list[tuple[bytes | None, bytes]], forwarded: bool = False) -> Outcome:
+        """Process a batch of the pings topic, or with `forwarded` of the repartition topic; while Redis is
+        unreachable, retry it with backoff (every step is idempotent), so the agent never raises and the
+        consumer stops taking messages instead of dropping a batch."""
+        lock = self._partition_locks.setdefault(part, asyncio.Lock())
+        async with lock:
+            return await self._retrying(part, messages, forwarded)
+
+    async def _retrying(self, part: int, messages: list, forwarded: bool) -> Outcome:
         from redis.exceptions import ConnectionError as RedisDown, TimeoutError as RedisTimeout
+
+        from stream.windows.redis_store import StaleState
 
         delay = 0.1
         while True:
             try:
-                out = await self._process(part, messages)
+                out = await self._process(part, messages, forwarded)
                 m.REDIS_UP.set(1)
                 return out
+            except StaleState as exc:  # the store dropped its copy; the retry reloads it from Redis
+                log.warning("%s; reloading the partition and redoing the batch", exc)
+                m.STATE_RELOADS.inc()
             except (RedisDown, RedisTimeout) as exc:
                 m.REDIS_UP.set(0)
                 log.warning("partition %d: Redis unavailable (%s); retrying the batch in %.1f s", part, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, 5.0)
 
-    async def _process(self, part: int, messages: list[tuple[bytes | None, bytes]]) -> Outcome:
+    async def _process(self, part: int, messages: list[tuple[bytes | None, bytes]], forwarded: bool = False) -> Outcome:
         t0 = self.clock()
         out = Outcome()
         if not self._recovered:  # slots a dead worker assembled but did not publish
             await self.publish()
             self._recovered = True
+        marks: dict[int, float] = {}
+        if forwarded:
+            marks, messages = split_markers(messages)
         got = decode(messages, self.limits)
         out.dead.extend(got.dead)
         before, cities = await self.store.state(part)
-        late, new_max = classify(got.ts, before, self.lateness, self.origin)
         is_ping = got.cell != WATERMARK
+        if forwarded:  # judged by the partition that forwarded them; they move only that source's marker
+            late, new_max = np.zeros(len(got), dtype=bool), before.max_ts
+        else:
+            late, new_max = classify(got.ts, before, self.lateness, self.origin)
         accept = is_ping & ~late
         slots = slots_of(got.ts, self.origin)
         idx = np.flatnonzero(accept)
+        if self.repartition is not None and not forwarded and len(idx):
+            owner = self.repartition.owners.of([got.uid[i] for i in idx])
+            records = repartition.forwarded(part, owner, [got.city[i] for i in idx], [got.uid[i] for i in idx],
+                                            got.ts[idx], got.cell[idx])
+            m.REPARTITIONED.inc(int((owner != part).sum()))
+            idx = idx[owner == part]
+        else:
+            records = []
+        marked = open_slot(new_max, self.lateness, self.origin)
+        if self.repartition is not None and not forwarded and new_max is not None and self._marked.get(part) != marked:
+            # After the pings (one producer, one partition each: Kafka keeps the order): the owners may close
+            # what this partition's watermark has passed. Only a new open slot moves their closes, so one
+            # marker per slot (and one after a restart or rebalance: this process has not marked yet).
+            records += [(q, b"", repartition.encode_marker(part, new_max)) for q in range(self.n_partitions) if q != part]
+        if records:
+            await self.repartition.forward(records)  # delivered before the batch can be committed
+            if new_max is not None and not forwarded:
+                self._marked[part] = marked
+        inputs = dict(before.inputs)
+        for q, t in marks.items():
+            inputs[q] = max(t, inputs.get(q, t))
         first = int(slots[idx].min()) if len(idx) else None
-        to_close, next_close = slots_to_close(before, new_max, first, self.lateness, self.origin)
-        initial = None
-        if before.next_close is None and next_close is not None:
-            initial = to_close.start if len(to_close) else next_close
+        first = first if before.first is None else before.first if first is None else min(first, before.first)
+        upto = new_max
+        if self.repartition is not None:
+            upto = frontier(new_max, inputs, [q for q in range(self.n_partitions) if q != part])
+        to_close, _ = slots_to_close(before, upto, first, self.lateness, self.origin)
         await self.store.apply(part, [got.city[i] for i in idx], [got.uid[i] for i in idx], slots[idx],
-                               got.ts[idx], got.cell[idx], PartitionClock(new_max, initial))
+                               got.ts[idx], got.cell[idx], PartitionClock(new_max, before.next_close, first, inputs))
         for i in np.flatnonzero(is_ping & late).tolist():
             out.dead.append(DeadLetter(dl.LATE, f"slot {int(slots[i])} was already closed on partition {part}",
                                        raw_bytes(got.raw[i]), got.keys[i]))
@@ -108,7 +155,9 @@ class Processor:
         m.BATCH_SECONDS.observe(self.clock() - t0)
         if len(to_close):
             t1 = self.clock()
-            await self._close(part, sorted(set(cities) | set(got.city[i] for i in idx)), to_close, out)
+            # Every city any partition has seen: a city's slot is assembled once all partitions closed it.
+            cities = await self.store.refresh_cities()
+            await self._close(part, cities, to_close, out)
             m.SLOT_CLOSE_SECONDS.observe(self.clock() - t1)
         self._count(part, out, len(messages), new_max)
         return out

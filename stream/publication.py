@@ -1,6 +1,6 @@
 """The publication ledger: which assembled slots still owe their outputs, and how many slots of outputs Redis keeps.
 
-ADVANCE puts every slot it assembles in the city's `unpub` set in the same atomic call; a slot leaves it
+ASSEMBLE puts every slot it assembles in the city's `unpub` set in the same atomic call; a slot leaves it
 only once its outputs are produced AND flushed (`done`). A worker that dies in between leaves the slot
 there, and the next publication (at start, or at the next assembly) publishes it again: at least once,
 never skipped.
@@ -9,18 +9,18 @@ never skipped.
 from __future__ import annotations
 
 from stream.keys import Keys
-from stream.windows import lua_slots
+from stream.windows import lua
 
 
 class Ledger:
-    """The `unpub`/`outs` sets of stream.keys on one Redis (an asyncio client)."""
+    """The `unpub`/`outs` sets of stream.keys (an asyncio client: one Redis or a cluster)."""
 
     def __init__(self, client, keys: Keys = Keys(), retain: int = 96, ttl: int = 172_800) -> None:
         self.r = client
         self.keys = keys
         self.retain = int(retain)
         self.ttl = int(ttl)
-        self._published = client.register_script(lua_slots.PUBLISHED)
+        self._published = client.register_script(lua.PUBLISHED)
 
     async def pending(self) -> list[tuple[str, int]]:
         """Every (city, slot) assembled but not yet published, oldest slot first (a slot's live error
@@ -42,5 +42,15 @@ class Ledger:
             by_city.setdefault(c, []).append(s)
         trimmed = 0
         for c, slots in by_city.items():
-            trimmed += await self._published(args=[self.keys.city(c), self.retain, self.ttl, *slots])
+            old = await self._published(keys=[self.keys.unpublished(c), self.keys.kept(c)],
+                                        args=[self.retain, self.ttl, *slots])
+            if old:
+                # One city's keys share a hash tag: one transaction on its node.
+                async with self.r.pipeline(transaction=True) as pipe:
+                    for s in old:
+                        pipe.delete(*self.keys.slot_outputs(c, int(s)))
+                    pipe.hdel(self.keys.errors(c), *old)
+                    pipe.zrem(self.keys.kept(c), *old)
+                    await pipe.execute()
+            trimmed += len(old)
         return trimmed

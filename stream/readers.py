@@ -22,6 +22,7 @@ from models.grid import GRID_SIZE
 from models.slots import WINDOW_SLOTS, window_slots
 from stream.exceptions import StreamError
 from stream.keys import Keys
+from stream.redis_client import is_cluster
 
 CHANNELS = ("occupancy", "inflow", "outflow")
 _CHANNEL_NAMES = (("occ", "occupancy", "o"), ("in", "inflow", "i"), ("out", "outflow", "u"))
@@ -39,12 +40,27 @@ def _s(v) -> str:
 
 def latest_slots(r, keys: Keys) -> dict[str, int]:
     """City -> the last slot whose flows are assembled (the dashboard's "now"); {} before any close."""
-    return {_s(c): int(s) for c, s in r.hgetall(keys.latest).items()}
+    cities = sorted(_s(c) for c in r.smembers(keys.cities))
+    with r.pipeline(transaction=False) as pipe:
+        for c in cities:
+            pipe.get(keys.latest(c))
+        got = pipe.execute() if cities else []
+    return {c: int(v) for c, v in zip(cities, got) if v is not None}
+
+
+def partitions(r, keys: Keys) -> list[int]:
+    """The partitions that have window state."""
+    return sorted(int(p) for p in r.smembers(keys.parts))
 
 
 def watermarks(r, keys: Keys) -> dict[int, float]:
     """Partition -> max event time seen (epoch s)."""
-    return {int(p): float(v) for p, v in r.hgetall(keys.watermarks).items()}
+    parts = partitions(r, keys)
+    with r.pipeline(transaction=False) as pipe:
+        for p in parts:
+            pipe.hget(keys.clock(p), "wm")
+        got = pipe.execute() if parts else []
+    return {p: float(v) for p, v in zip(parts, got) if v is not None}
 
 
 def _b(v) -> bytes:
@@ -253,7 +269,9 @@ def embeddings(r, keys: Keys, city: str, uids: list[str], chunk: int = 2000) -> 
     found, rows = [], []
     for i in range(0, len(uids), chunk):
         part = uids[i:i + chunk]
-        for uid, v in zip(part, r.mget([keys.embedding(city, u) for u in part])):
+        names = [keys.embedding(city, u) for u in part]
+        # Embedding keys spread over a cluster's nodes: one MGET per node there.
+        for uid, v in zip(part, r.mget_nonatomic(names) if is_cluster(r) else r.mget(names)):
             if v is not None:
                 found.append(uid)
                 rows.append(parse_embedding(v, keys.embedding(city, uid)))
@@ -267,18 +285,28 @@ def embeddings(r, keys: Keys, city: str, uids: list[str], chunk: int = 2000) -> 
 
 def user_cells(r, keys: Keys, city: str, uids: list[str], end: int,
                size: int = WINDOW_SLOTS) -> dict[str, dict[int, int]]:
-    """Each user's cells in the window ending at `end` (HMGET uids on `<app>:<city>:cells:<slot>` for the
-    window's slots, one pipelined round trip): uid -> {slot: cell}, slots where the user was seen only."""
+    """Each user's cells in the window ending at `end`: uid -> {slot: cell}, slots where the user was seen
+    only. Reads the partitions' slot logs (stream.windows.wal; one pipelined round trip) and applies the
+    windows' latest-event-time rule, so it shows what the worker holds."""
+    from stream.windows import wal
+
     slots = list(window_slots(end, size))
+    todo = [(p, s) for p in partitions(r, keys) for s in slots]
     with r.pipeline(transaction=False) as pipe:
-        for s in slots:
-            pipe.hmget(keys.cells(city, s), uids)
-        got = pipe.execute() if uids else [[] for _ in slots]
+        for p, s in todo:
+            pipe.get(keys.log(p, city, s))
+        got = pipe.execute() if uids and todo else []
+    want = set(uids)
+    best: dict[tuple[str, int], tuple[int, int]] = {}
+    for (p, s), blob in zip(todo, got):
+        if not blob:
+            continue
+        names, ts, cells = wal.decode(blob, keys.log(p, city, s))
+        for i in [i for i, u in enumerate(names) if u in want]:
+            v = (int(ts[i]), int(cells[i]))
+            if best.get((names[i], s), (-1 << 62, 0)) < v:
+                best[names[i], s] = v
     out: dict[str, dict[int, int]] = {u: {} for u in uids}
-    for s, vals in zip(slots, got):
-        for u, v in zip(uids, vals):
-            if v is not None:
-                _, _, cell = _s(v).partition("|")
-                if cell.lstrip("-").isdigit():
-                    out[u][s] = int(cell)
+    for (u, s), (_, cell) in sorted(best.items(), key=lambda kv: kv[0][1]):
+        out[u][s] = cell
     return out

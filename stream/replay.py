@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-from aiokafka.partitioner import murmur2
 
 from models.slots import DEFAULT_ORIGIN, slot_start
 from stream import replay_source as src
+from stream.ownership import Owners
 from stream.security import KafkaSecurity, aiokafka_kwargs
 
 
@@ -54,24 +54,6 @@ class ReplayReport:
         return self.pings / self.seconds if self.seconds else 0.0
 
 
-class Partitioner:
-    """Kafka's default partitioner (murmur2 of the key) with a per-uid cache."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.cache: dict[int, int] = {}
-
-    def of(self, uids: np.ndarray) -> np.ndarray:
-        get, cache, n = self.cache.get, self.cache, self.n
-        out = np.empty(len(uids), dtype=np.int64)
-        for i, u in enumerate(uids.tolist()):
-            p = get(u)
-            if p is None:
-                p = cache[u] = (murmur2(str(u).encode()) & 0x7FFFFFFF) % n
-            out[i] = p
-        return out
-
-
 def pings_of(chunk: src.Chunk, idx: np.ndarray, city: str, gps: bool) -> list[dict]:
     """Ping objects (the single-ping JSON form) for rows idx of a chunk."""
     extra = {} if city == "A" else {"city": city}
@@ -87,7 +69,7 @@ class Replayer:
         self.s = s
         self.producer = producer
         self.n = n_partitions
-        self.parts = Partitioner(n_partitions)
+        self.parts = Owners(n_partitions)
         self.pending: list = []
         self.report = ReplayReport()
         self.t0 = time.perf_counter()

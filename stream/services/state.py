@@ -22,10 +22,11 @@ _FIELDS = {"name": str, "pid": int, "host": str, "port": int, "url": str, "log":
 
 
 class Endpoints(NamedTuple):
-    """Where the broker and Redis are: (bootstrap "host:port", redis url)."""
+    """Where the broker and Redis are: (bootstrap "host:port", redis url, whether that Redis is a cluster node)."""
 
     bootstrap: str
     redis_url: str
+    redis_cluster: bool = False
 
 
 def services_dir(state_dir: Path | None = None) -> Path:
@@ -104,7 +105,9 @@ def discover(state_dir: Path | None = None) -> Endpoints | None:
         if not is_running(services[name]):
             raise ServiceError(f"{path}: {name} pid {services[name].pid} is not running any more; "
                                "run `mobstream services down` then `mobstream services up`")
-    return Endpoints(services["broker"].bootstrap, services["redis"].url)
+    from stream.services.redis_cluster import NODE_PREFIX
+
+    return Endpoints(services["broker"].bootstrap, services["redis"].url, any(n.startswith(NODE_PREFIX) for n in services))
 
 
 def resolve_endpoints(bootstrap: str | None, redis_url: str | None, state_dir: Path | None = None) -> Endpoints:
@@ -116,7 +119,7 @@ def resolve_endpoints(bootstrap: str | None, redis_url: str | None, state_dir: P
         missing = [env(n) for n, v in ((BOOTSTRAP_SETTING, bootstrap), (REDIS_URL_SETTING, redis_url)) if not v]
         raise ServiceError(f"no {' and no '.join(missing)} set and no embedded services at {state_path(state_dir)}; "
                            "run `mobstream services up` or set them")
-    return Endpoints(bootstrap or found.bootstrap, redis_url or found.redis_url)
+    return Endpoints(bootstrap or found.bootstrap, redis_url or found.redis_url, not redis_url and found.redis_cluster)
 
 
 def bootstrap_option() -> Any:

@@ -1,105 +1,102 @@
-"""The Lua scripts of the ingest path: APPLY (pings into per-slot user hashes) and CLOSE (windows of a
-partition's users at slot close). One call per batch, atomic, idempotent under replay.
+"""The Lua scripts of window state and assembly. Every key comes in KEYS (named by stream.keys), and the
+keys of one call share a hash tag, so each script runs on one Redis Cluster node."""
 
-Keys are built inside the scripts from the prefix, so these target a single Redis (not a cluster).
+# KEYS: the partition's clock, then the log keys to append to, then the log keys to delete.
+# ARGV: the generation the caller's copy was loaded at, the number of logs to append, the number to delete,
+# ttl, the number of clock updates, then per update: "max" | "min", field, number (the field moves only
+# that way: a redelivered batch cannot move the clock back), then one frame per log to append.
+# The generation check makes a worker whose in-memory copy is behind (another owner wrote since it loaded:
+# a rebalance) reload instead of writing over the newer state. Pings, clock and purge land atomically:
+# a batch redelivered after a crash finds either all or none of its effects. Cost: one APPEND per
+# (city, slot) of the batch, a memcpy, so Redis work per ping is a fraction of a microsecond.
+COMMIT = r"""
+local clock = KEYS[1]
+local gen = redis.call('HGET', clock, 'gen') or '0'
+if gen ~= ARGV[1] then return {-1, gen} end
+local nadd, ndel, ttl, nup = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+for i = 0, nup - 1 do
+  local op, f, v = ARGV[6 + 3 * i], ARGV[7 + 3 * i], ARGV[8 + 3 * i]
+  local cur = tonumber(redis.call('HGET', clock, f))
+  local new = tonumber(v)
+  if cur == nil or (op == 'max' and new > cur) or (op == 'min' and new < cur) then redis.call('HSET', clock, f, v) end
+end
+local at = 6 + 3 * nup
+for i = 1, nadd do
+  redis.call('APPEND', KEYS[1 + i], ARGV[at + i - 1])
+  redis.call('EXPIRE', KEYS[1 + i], ttl)
+end
+for i = 1, ndel do redis.call('DEL', KEYS[1 + nadd + i]) end
+local now = redis.call('HINCRBY', clock, 'gen', 1)
+redis.call('EXPIRE', clock, ttl)
+return {1, now}
 """
 
-# ARGV: root "<app>:", partition, ttl seconds, JSON [[city, slot, [uid...], ["ts_ms|cell"...]], ...]
-# (pings grouped by city and slot), the partition's max event time ('' = none yet), its first closed
-# slot ('' = already recorded). Latest event time wins per (user, slot), ties to the larger cell,
-# so applying the same pings twice, or in another order, leaves the same hash. Per key and chunk of
-# 2,000 pings: one HMGET of the stored values, the comparison in Lua (only where a value exists or a
-# user repeats in the batch), one HSET of the winners. A redis.call costs ~1-2 us of Lua/Redis
-# dispatch, so one HSETNX per ping was most of this script. Set members and expiries go out once per
-# key. Pings and the clock land in one atomic call: one round trip per batch, and no MULTI.
-APPLY = r"""
-local root, part, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+# KEYS: the city's closed hash. ARGV: partition, last slot it closed, ttl. Progress only moves forward
+# (a re-close after a crash writes the same or an older number).
+MARK_CLOSED = r"""
+local prev = tonumber(redis.call('HGET', KEYS[1], ARGV[1]))
+if prev == nil or tonumber(ARGV[2]) > prev then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+# KEYS: the city's closed, assembled, pslots, latest and unpub keys, then per slot: flow, flowj, and the n
+# partitions' shares. ARGV: n partitions, ttl, the assembled value the caller read ('' = none), the slot to
+# record as assembled after this call, the number of slots, then per slot: slot, its flows as one JSON
+# value, the number of hash arguments, and "cell", "occ,in,out" pairs. The caller summed the shares it read
+# (numpy, off Redis: summing them in Lua cost ~6 us of Redis per cell); this call writes the sums only if
+# assembled has not moved since the caller read it and every partition has closed `upto` (else it returns
+# 0 and the caller reads again: another worker assembled meanwhile), deletes the shares, puts the slot in
+# unpub (the publisher removes it once its outputs are flushed) and moves assembled on. Slots with no
+# share need no keys: `upto` passes them.
+ASSEMBLE = r"""
+local n, ttl, seen, upto = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local done = redis.call('GET', KEYS[2]) or ''
+if done ~= seen then return 0 end
+local closed = redis.call('HVALS', KEYS[1])
+if #closed < n then return 0 end
+for _, v in ipairs(closed) do if tonumber(v) < upto then return 0 end end
+local latest = tonumber(redis.call('GET', KEYS[4]))
 local PAD = string.rep('~', 129)
-local function newer(old, new)
-  local ot, oc = string.match(old, '^(%-?%d+)|(%-?%d+)$')
-  local nt, nc = string.match(new, '^(%-?%d+)|(%-?%d+)$')
-  ot, oc, nt, nc = tonumber(ot), tonumber(oc), tonumber(nt), tonumber(nc)
-  return ot < nt or (ot == nt and oc < nc)
-end
-local n = 0
-local cities = {}
-for _, g in ipairs(cjson.decode(ARGV[4])) do
-  cities[g[1]] = true
-  local cp, slot, uids, vals = root .. g[1] .. ':', g[2], g[3], g[4]
-  local key = cp .. 'cells:' .. slot
-  for k = 1, #uids, 2000 do
-    local hi = math.min(k + 1999, #uids)
-    local old = redis.call('HMGET', key, unpack(uids, k, hi))
-    local args, na, at = {}, 0, {}
-    for j = 1, hi - k + 1 do
-      local u, v = uids[k + j - 1], vals[k + j - 1]
-      local p = at[u]
-      local cur = p and args[p] or old[j]
-      if not cur or (cur ~= v and newer(cur, v)) then
-        if p then args[p] = v else args[na + 1], args[na + 2] = u, v; na = na + 2; at[u] = na end
-      end
-    end
-    if na > 512 then
-      -- A small hash is a ziplist whose every insert scans it: 512 inserts cost ~130k comparisons.
-      -- A field longer than any uid (and hash-max-ziplist-value) makes Redis convert it first.
-      redis.call('HSET', key, PAD, '', unpack(args, 1, na))
-      redis.call('HDEL', key, PAD)
-    elseif na > 0 then
-      redis.call('HSET', key, unpack(args, 1, na))
-    end
+local at, base = 6, 5
+for _ = 1, tonumber(ARGV[5]) do
+  local slot, flowj, nargs = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2])
+  local fk = KEYS[base + 1]
+  redis.call('DEL', fk)
+  -- A field longer than hash-max-ziplist-value makes Redis convert the new hash at once: filling a
+  -- ziplist to its 128 entries scans it on every insert (most of this script's time without it).
+  if nargs > 256 then redis.call('HSET', fk, PAD, '') end
+  for i = at + 3, at + 2 + nargs, 1000 do
+    redis.call('HSET', fk, unpack(ARGV, i, math.min(i + 999, at + 2 + nargs)))
   end
-  redis.call('EXPIRE', key, ttl)
-  local ak = cp .. 'act:' .. slot .. ':p' .. part
-  for k = 1, #uids, 4000 do redis.call('SADD', ak, unpack(uids, k, math.min(k + 3999, #uids))) end
-  redis.call('EXPIRE', ak, ttl)
-  n = n + #uids
+  if nargs > 256 then redis.call('HDEL', fk, PAD) end
+  if nargs > 0 then
+    redis.call('EXPIRE', fk, ttl)
+    redis.call('SET', KEYS[base + 2], flowj, 'EX', ttl)
+    if latest == nil or tonumber(slot) > latest then latest = tonumber(slot) end
+    redis.call('ZADD', KEYS[5], slot, slot)
+    redis.call('EXPIRE', KEYS[5], ttl)
+  end
+  for q = 1, n do redis.call('DEL', KEYS[base + 2 + q]) end
+  redis.call('ZREM', KEYS[3], slot)
+  at, base = at + 3 + nargs, base + 2 + n
 end
-for city in pairs(cities) do redis.call('SADD', root .. 'cities', city) end
-if next(cities) then redis.call('EXPIRE', root .. 'cities', ttl) end
-if ARGV[5] ~= '' then
-  redis.call('HSET', root .. 'wm', part, ARGV[5])
-  redis.call('EXPIRE', root .. 'wm', ttl)
-end
--- Only the first clock of a partition lands here; later progress goes through ADVANCE.
-if ARGV[6] ~= '' then redis.call('HSETNX', root .. 'closed', part, ARGV[6]) end
-return n
+if latest ~= nil then redis.call('SET', KEYS[4], latest, 'EX', ttl) end
+redis.call('SET', KEYS[2], upto, 'EX', ttl)
+return 1
 """
 
-# ARGV: "<app>:<city>:", partition, slot, full (1/0). Reads the windows of the users the partition saw
-# in the slot, column by column from the slot backwards (slot, slot-1, ...): the users asked in a
-# column get one entry each, their cell or -1. With full = 0 (no embedder needs whole windows) a user
-# leaves once found in a column before the slot: the flows need only the most recent earlier
-# observation. Returns the users as a JSON list, then one line per column read, comma-separated
-# cells of that column's users in order (`close_windows` puts them back in place). Reads only.
-# Cells stay the strings Redis holds and lines are joined by table.concat: Lua numbers are doubles,
-# and formatting thousands of them (cjson.encode, tostring) goes through glibc's multi-precision
-# printf, which was most of this script's time; numpy parses a line in one call.
-CLOSE = r"""
-local cp, part, slot, full = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1'
-local uids = redis.call('SMEMBERS', cp .. 'act:' .. ARGV[3] .. ':p' .. part)
-local find, sub, concat = string.find, string.sub, table.concat
-local lines = {}
-local ask, na = uids, #uids
-for col = 8, 1, -1 do
-  if na == 0 then break end
-  local key = cp .. 'cells:' .. (slot - 8 + col)
-  local line, left, nl = {}, {}, 0
-  local narrow = not full and col < 8
-  for k = 1, na, 4000 do
-    local vals = redis.call('HMGET', key, unpack(ask, k, math.min(k + 3999, na)))
-    for j = 1, #vals do
-      local v = vals[j]
-      if v then
-        line[k + j - 1] = sub(v, find(v, '|', 1, true) + 1)
-      else
-        line[k + j - 1] = '-1'
-        if narrow then nl = nl + 1; left[nl] = ask[k + j - 1] end
-      end
-    end
-  end
-  lines[#lines + 1] = concat(line, ',', 1, na)
-  if narrow then ask, na = left, nl end
+# KEYS: the city's unpub and outs sets. ARGV: retain, ttl, then the slots just published. Moves the slots
+# out of unpub into outs and returns the kept slots `retain` or more behind the newest, which the caller
+# deletes with their per-slot outputs (their key names come from stream.keys, not from here).
+PUBLISHED = r"""
+local retain, ttl = tonumber(ARGV[1]), tonumber(ARGV[2])
+for i = 3, #ARGV do
+  redis.call('ZREM', KEYS[1], ARGV[i])
+  redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i])
 end
-if #uids == 0 then return '[]' end
-return cjson.encode(uids) .. '\n' .. concat(lines, '\n')
+redis.call('EXPIRE', KEYS[2], ttl)
+local top = redis.call('ZREVRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+if #top == 0 then return {} end
+return redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', tonumber(top[2]) - retain)
 """

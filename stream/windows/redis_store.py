@@ -1,97 +1,127 @@
-"""The Redis WindowStore: scripted, pipelined, one round trip per batch on the hot path."""
+"""The WindowStore of the product: a partition's windows in the worker's memory, Redis as their durable copy.
+
+Per batch, one COMMIT script on the partition's node appends the accepted pings (one frame per city
+and slot) and moves the clock. A slot close reads windows from memory, then writes the partition's
+shares on each city's node, where ASSEMBLE sums them once every partition has closed the slot. Works
+alike on one redis-server and on a Redis Cluster (every script's keys share one hash tag).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
 from redis.exceptions import NoScriptError
 
+from models.slots import WINDOW_SLOTS, slot_of
+from stream.exceptions import StreamError
 from stream.keys import Keys
-from stream.windows import lua, lua_slots
+from stream.windows import lua, wal
 from stream.windows.store import WindowStore
+from stream.windows.tables import PartitionTables
 from stream.windows.watermark import PartitionClock
 
-# Slot numbers one ADVANCE script may assemble (it is called again while more are due): a 100k-user city
-# slot costs ~50 ms of Redis time, and Redis answers nobody else while a script runs.
+SOURCE = "src:"  # clock field prefix: the max event time partition <q> forwarded here
+
+# Slots one ASSEMBLE script may sum (it is called again while more are due): a 100k-user city slot costs
+# ~50 ms of Redis time, and Redis answers nobody else while a script runs.
 ASSEMBLE_PER_CALL = 8
-# Pings one APPLY script takes (~1 us each in Lua): a partition's batch of batch messages (up to 2,000 Kafka
-# messages of ~1,000 pings) in one script held Redis for 1.1-1.8 s (100k-user city, 4 workers).
-APPLY_PINGS_PER_CALL = 100_000
 
 
-def groups(city: list[str], uid: list[str], slot: np.ndarray, ts: np.ndarray, cell: np.ndarray) -> list:
-    """Pings grouped by (city, slot) as the APPLY script reads them: [[city, slot, uids, "ts_ms|cell"s], ...]."""
-    ts_ms = np.floor(ts * 1000.0).astype(np.int64).tolist()
-    vals = [f"{t}|{c}" for t, c in zip(ts_ms, cell.tolist())]
-    if len(set(city)) == 1 and slot[0] == slot[-1] and (slot == slot[0]).all():
-        return [[city[0], int(slot[0]), uid, vals]]
-    out: dict = {}
-    for c, s, u, v in zip(city, slot.tolist(), uid, vals):
-        g = out.get((c, s))
-        if g is None:
-            g = out[(c, s)] = [c, s, [], []]
-        g[2].append(u)
-        g[3].append(v)
-    return list(out.values())
+class StaleState(StreamError):
+    """Another owner wrote the partition since this worker loaded it (a rebalance): reload, then redo."""
 
 
-def chunks(gs: list, size: int) -> list[list]:
-    """`groups` cut into lists of at most `size` pings (a group may be split: APPLY treats each part alike)."""
-    out, cur, n = [], [], 0
-    for c, s, uids, vals in gs:
-        k = 0
-        while k < len(uids):
-            take = min(len(uids) - k, size - n)
-            cur.append([c, s, uids[k : k + take], vals[k : k + take]])
-            k, n = k + take, n + take
-            if n == size:
-                out.append(cur)
-                cur, n = [], 0
-    if cur or not out:
-        out.append(cur)
-    return out
+@dataclass
+class Loaded:
+    """One partition as this worker holds it: tables, clock, and the generation they match in Redis."""
+
+    tables: PartitionTables = field(default_factory=PartitionTables)
+    clock: PartitionClock = PartitionClock()
+    gen: str = "0"
 
 
-def column_lines(raw: bytes, full: bool) -> tuple[list[str], np.ndarray]:
-    """CLOSE's reply -> (uids, cells (N, 8), -1 = unseen): line k holds column 7-k for the users still asked
-    there (all of them for the slot and the one before it; with full=False, then only those not seen yet)."""
-    head, *lines = raw.split(b"\n")
-    uids = orjson.loads(head)
-    cells = np.full((len(uids), 8), -1, dtype=np.int64)  # (N, 8)
-    rows = np.arange(len(uids))
-    for k, line in enumerate(lines):
-        col = 7 - k
-        got = np.fromstring(line, dtype=np.int64, sep=",")  # (len(rows),)
-        cells[rows, col] = got
-        if not full and col < 7:
-            rows = rows[got < 0]
-    return uids, cells
+def _s(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def by_city_slot(city: list[str], slot: np.ndarray) -> list[tuple[str, int, np.ndarray]]:
+    """Row indices of the pings grouped by (city, slot), in row order within a group."""
+    if not len(slot):
+        return []
+    first = city[0]
+    if slot[0] == slot[-1] and (slot == slot[0]).all() and city.count(first) == len(city):
+        return [(first, int(slot[0]), np.arange(len(slot)))]
+    names = sorted(set(city))
+    ci = np.fromiter(map(names.index, city), dtype=np.int64, count=len(city)) if len(names) > 1 else np.zeros(len(city), np.int64)
+    order = np.lexsort((np.arange(len(slot)), slot, ci))
+    k_ci, k_slot = ci[order], slot[order]
+    cut = np.flatnonzero((k_ci[1:] != k_ci[:-1]) | (k_slot[1:] != k_slot[:-1])) + 1
+    return [(names[int(k_ci[g[0]])], int(k_slot[g[0]]), order[g]) for g in np.split(np.arange(len(order)), cut)]
+
+
+def sum_shares(raws: list) -> list:
+    """The partitions' shares of one slot summed: [flows as one JSON value, the number of hash arguments,
+    then "cell", "occ,in,out" pairs in cell order] (ASSEMBLE's per-slot arguments)."""
+    from stream.outputs import parse_flow
+
+    parts = [parse_flow(r) for r in raws if r]
+    if not parts:
+        return [b"[[],[]]", 0]
+    cells = np.concatenate([c for c, _ in parts])
+    counts = np.concatenate([v for _, v in parts])  # (m, 3)
+    ids, inv = np.unique(cells, return_inverse=True)
+    total = np.zeros((len(ids), 3), dtype=np.int64)  # (K, 3)
+    np.add.at(total, inv.reshape(-1), counts)
+    vals = [b"%d,%d,%d" % t for t in map(tuple, total.tolist())]
+    pairs = [None] * (2 * len(ids))
+    pairs[::2], pairs[1::2] = ids.tolist(), vals
+    return [orjson.dumps([ids, total.reshape(-1)], option=orjson.OPT_SERIALIZE_NUMPY), len(pairs), *pairs]
 
 
 class RedisWindowStore(WindowStore):
-    """Window state in one Redis, laid out as `stream.keys` documents."""
+    """Window state laid out as `stream.keys` documents, on one Redis or a Redis Cluster client."""
 
     def __init__(self, client, keys: Keys = Keys(), ttl: int = 172_800) -> None:
         self.r = client
         self.keys = keys
         self.ttl = int(ttl)
-        self.root = f"{keys.app}:"
-        self.scripts = {"APPLY": lua.APPLY, "CLOSE": lua.CLOSE, "ADVANCE": lua_slots.ADVANCE, "PURGE": lua_slots.PURGE}
+        self.scripts = {"COMMIT": lua.COMMIT, "MARK_CLOSED": lua.MARK_CLOSED, "ASSEMBLE": lua.ASSEMBLE}
         self.sha = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in self.scripts.items()}
+        self.loaded: dict[int, Loaded] = {}
+        self.cities: set[str] = set()
+        # A worker's partitions close the same slot at once (one Faust batch): one of them assembles it, the
+        # others then find it done; without this each summed the shares and all but one were refused.
+        self._assembling: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
-    def _eval(self, pipe, name: str, *args) -> None:
+    # -- plumbing
+    def _eval(self, pipe, name: str, keys: list, args: list) -> None:
         # Plain EVALSHA: redis-py's Script objects send SCRIPT EXISTS before every pipeline (a round trip).
-        pipe.execute_command("EVALSHA", self.sha[name], 0, *args)
+        pipe.execute_command("EVALSHA", self.sha[name], len(keys), *keys, *args)
 
-    async def _run(self, fill, transaction: bool = False) -> list:
-        """One pipeline built by `fill(pipe)`; loads the scripts and runs it again if Redis lost them.
+    async def _script(self, name: str, keys: list, args: list):
+        """One script call packed in C (a slot's ASSEMBLE carries thousands of arguments: redis-py's packing in
+        Python cost more than Redis running it); loads the scripts and calls again if Redis lost them."""
+        from stream.redis_client import execute_packed
 
-        Every script is idempotent, so the rerun after NOSCRIPT leaves the same state.
-        """
         for attempt in (0, 1):
-            async with self.r.pipeline(transaction=transaction) as pipe:
+            try:
+                return (await execute_packed(self.r, [("EVALSHA", self.sha[name], len(keys), *keys, *args)]))[0]
+            except NoScriptError:
+                if attempt:
+                    raise
+            for src in self.scripts.values():
+                await self.r.script_load(src)
+
+    async def _run(self, fill) -> list:
+        """One pipeline built by `fill(pipe)`; loads the scripts and runs it again if Redis lost them
+        (every script is idempotent or refuses a repeat, so the rerun leaves the same state)."""
+        for attempt in (0, 1):
+            async with self.r.pipeline(transaction=False) as pipe:
                 fill(pipe)
                 try:
                     return await pipe.execute()
@@ -101,57 +131,156 @@ class RedisWindowStore(WindowStore):
             for src in self.scripts.values():
                 await self.r.script_load(src)
 
+    # -- partition state
+    def forget(self, part: int) -> None:
+        """Drop a partition's in-memory copy (revoked: its next owner loads it from Redis)."""
+        self.loaded.pop(part, None)
+
     async def state(self, part: int):
+        if part not in self.loaded:
+            self.loaded[part] = await self._load(part)
+        return self.loaded[part].clock, sorted(self.cities)
+
+    async def refresh_cities(self) -> list[str]:
+        """The cities set read fresh; the two registries' expiry moves on (they are read once per close)."""
         async with self.r.pipeline(transaction=False) as pipe:
-            pipe.hget(self.keys.watermarks, part)
-            pipe.hget(self.keys.closed, part)
             pipe.smembers(self.keys.cities)
-            wm, closed, cities = await pipe.execute()
-        clock = PartitionClock(None if wm is None else float(wm), None if closed is None else int(closed) + 1)
-        return clock, sorted(c.decode() for c in cities)
+            pipe.expire(self.keys.cities, self.ttl)
+            pipe.expire(self.keys.parts, self.ttl)
+            got, *_ = await pipe.execute()
+        self.cities |= {_s(c) for c in got}
+        return sorted(self.cities)
+
+    async def _load(self, part: int) -> Loaded:
+        """The partition's clock and the logs of every slot a window or a close may still need."""
+        async with self.r.pipeline(transaction=False) as pipe:
+            pipe.sadd(self.keys.parts, part)
+            pipe.expire(self.keys.parts, self.ttl)
+            await pipe.execute()
+        h = {_s(k): _s(v) for k, v in (await self.r.hgetall(self.keys.clock(part))).items()}
+        await self.refresh_cities()
+        wm = float(h["wm"]) if "wm" in h else None
+        closed = int(h["closed"]) if "closed" in h else None
+        first = int(h["first"]) if "first" in h else None
+        inputs = {int(k[len(SOURCE):]): float(v) for k, v in h.items() if k.startswith(SOURCE)}
+        out = Loaded(clock=PartitionClock(wm, None if closed is None else closed + 1, first, inputs), gen=h.get("gen", "0"))
+        if first is None:
+            return out
+        # Forwarded pings may lie past the partition's own max event time: up to the newest source's.
+        top = max([wm or -np.inf, *inputs.values()])
+        lo = first if closed is None else max(first, closed + 1 - WINDOW_SLOTS)
+        slots = range(lo, slot_of(top) + 1)
+        todo = [(c, s) for c in sorted(self.cities) for s in slots]
+        async with self.r.pipeline(transaction=False) as pipe:
+            for c, s in todo:
+                pipe.get(self.keys.log(part, c, s))
+            blobs = await pipe.execute()
+        for (c, s), blob in zip(todo, blobs):
+            if blob:
+                uids, ts, cells = wal.decode(blob, self.keys.log(part, c, s))
+                out.tables.add(c, s, out.tables.uids.encode(uids), ts, cells)
+        return out
 
     async def apply(self, part, city, uid, slot, ts, cell, clock: PartitionClock) -> None:
-        parts = chunks(groups(city, uid, slot, ts, cell), APPLY_PINGS_PER_CALL) if len(uid) else [[]]
-        max_ts = "" if clock.max_ts is None else repr(clock.max_ts)
-        first_closed = "" if clock.next_close is None else clock.next_close - 1
+        held = self.loaded[part]
+        new = set(city) - self.cities
+        if new:
+            async with self.r.pipeline(transaction=False) as pipe:
+                pipe.sadd(self.keys.cities, *sorted(new))
+                pipe.expire(self.keys.cities, self.ttl)
+                await pipe.execute()
+            self.cities |= new
+        groups = by_city_slot(city, slot)
+        ts_ms = np.floor(ts * 1000.0).astype(np.int64)
+        codes = held.tables.uids.encode(uid)
+        frames, keys = [], []
+        for c, s, idx in groups:
+            names = uid if len(idx) == len(uid) else [uid[i] for i in idx.tolist()]
+            keys.append(self.keys.log(part, c, s))
+            frames.append(wal.encode(names, ts_ms[idx], cell[idx]))
+        updates = [] if clock.max_ts is None else [("max", "wm", repr(clock.max_ts))]
+        if clock.first is not None:
+            updates.append(("min", "first", clock.first))
+        updates += [("max", f"{SOURCE}{q}", repr(t)) for q, t in sorted(clock.inputs.items())]
+        await self._commit(part, keys, frames, [], updates)
+        for c, s, idx in groups:
+            held.tables.add(c, s, codes[idx], ts_ms[idx], cell[idx])
+        held.clock = PartitionClock(clock.max_ts, held.clock.next_close, clock.first, dict(clock.inputs))
 
-        def fill(pipe):
-            # The clock goes with the last part only: after a crash mid-way the batch is not committed, its
-            # redelivery re-applies the same pings (idempotent) against the clock as it was.
-            for i, gs in enumerate(parts):
-                last = i == len(parts) - 1
-                self._eval(pipe, "APPLY", self.root, part, self.ttl, orjson.dumps(gs),
-                           max_ts if last else "", first_closed if last else "")
-        await self._run(fill)
+    async def _commit(self, part: int, append: list, frames: list, delete: list, updates: list) -> None:
+        held = self.loaded[part]
+        keys = [self.keys.clock(part), *append, *delete]
+        args = [held.gen, len(append), len(delete), self.ttl, len(updates), *(x for u in updates for x in u), *frames]
+        ok, gen = await self._script("COMMIT", keys, args)
+        if int(ok) < 0:
+            self.forget(part)
+            raise StaleState(f"partition {part}: Redis holds generation {_s(gen)}, this worker loaded {held.gen}")
+        held.gen = _s(gen)
 
     async def close_windows(self, part, city_slots, full: bool = True):
-        def fill(pipe):
-            for city, slot in city_slots:
-                self._eval(pipe, "CLOSE", self.keys.city(city), part, slot, int(full))
-        return [column_lines(raw, full) for raw in await self._run(fill)]
+        tables = self.loaded[part].tables
+        return [tables.windows(c, s) for c, s in city_slots]
 
+    # -- slot close and assembly
     async def finish_close(self, part, partials, closed_through, n_partitions, purge):
-        def advance(pipe):
-            self._eval(pipe, "ADVANCE", self.root, part, closed_through, n_partitions, self.ttl, ASSEMBLE_PER_CALL)
+        cities = sorted({c for c, _ in purge} | {c for c, *_ in partials})
 
-        def fill(pipe):
+        def shares(pipe):
             for city, slot, cells, counts in partials:
                 # One JSON string per share: packing thousands of hash fields cost more than the rest of the close.
                 pipe.set(self.keys.partial(city, slot, part), orjson.dumps([cells, counts.reshape(-1)],
                                                                          option=orjson.OPT_SERIALIZE_NUMPY), ex=self.ttl)
                 pipe.zadd(self.keys.partial_slots(city), {str(slot): slot})
                 pipe.expire(self.keys.partial_slots(city), self.ttl)
-            # After the shares in the same pipeline: Redis runs it in order, so assembly sees them.
-            advance(pipe)
-            for city, slot in purge:
-                self._eval(pipe, "PURGE", self.keys.city(city), part, slot)
+            # After the shares in the same pipeline: Redis runs a node's commands in order.
+            for city in cities:
+                self._eval(pipe, "MARK_CLOSED", [self.keys.closed(city)], [part, closed_through, self.ttl])
 
-        got = orjson.loads((await self._run(fill))[-1 - len(purge)])
-        made = list(got["made"])
-        while got["more"]:  # a partition caught up many slots: assemble them a few per script, not all in one
-            got = orjson.loads((await self._run(advance))[-1])
-            made += got["made"]
-        return [(str(c), int(s)) for c, s in made]
+        await self._run(shares)
+        made = []
+        for city in cities:
+            async with self._assembling[city]:
+                made += await self._assemble(city, n_partitions)
+        held = self.loaded[part]
+        dead = [self.keys.log(part, c, s) for c, s in purge]
+        await self._commit(part, [], [], dead, [("max", "closed", closed_through)])
+        held.tables.forget_before(closed_through + 2 - WINDOW_SLOTS)
+        c = held.clock
+        held.clock = PartitionClock(c.max_ts, closed_through + 1, c.first, c.inputs)
+        made.sort(key=lambda cs: (cs[1], cs[0]))
+        return made
+
+    async def _assemble(self, city: str, n: int) -> list[tuple[str, int]]:
+        """Assemble the city's slots every partition has closed, a few per script; [(city, slot), ...] made."""
+        k = self.keys
+        made = []
+        while True:
+            async with self.r.pipeline(transaction=False) as pipe:
+                pipe.hvals(k.closed(city))
+                pipe.get(k.assembled(city))
+                closed, done = await pipe.execute()
+            if len(closed) < n:
+                return made
+            low = min(int(v) for v in closed)
+            lo = "-inf" if done is None else f"({int(done)}"
+            if done is not None and int(done) >= low:
+                return made
+            slots = [int(s) for s in await self.r.zrangebyscore(k.partial_slots(city), lo, low, start=0,
+                                                                num=ASSEMBLE_PER_CALL + 1)]
+            more = len(slots) > ASSEMBLE_PER_CALL
+            slots = slots[:ASSEMBLE_PER_CALL]
+            upto = slots[-1] if more else low
+            keys = [k.closed(city), k.assembled(city), k.partial_slots(city), k.latest(city), k.unpublished(city)]
+            args = [n, self.ttl, "" if done is None else _s(done), upto, len(slots)]
+            shares = [k.partial(city, s, q) for s in slots for q in range(n)]
+            got = (await self.r.mget(shares)) if shares else []  # one hash tag: one node, one MGET
+            for i, s in enumerate(slots):
+                keys += [k.flow(city, s), k.flow_packed(city, s), *shares[i * n:(i + 1) * n]]
+                args += [s, *sum_shares(got[i * n:(i + 1) * n])]
+            ok = await self._script("ASSEMBLE", keys, args)
+            if int(ok):
+                made += [(city, s) for s in slots]
+            # refused: another worker assembled meanwhile; read again
 
     async def flows(self, city, slots):
         async with self.r.pipeline(transaction=False) as pipe:

@@ -21,6 +21,13 @@ class WindowStore(abc.ABC):
         """The partition's stored event-time state (empty for a partition never seen) and the cities seen."""
 
     @abc.abstractmethod
+    async def refresh_cities(self) -> list[str]:
+        """Every city any partition has seen (a slot close covers them all), read fresh."""
+
+    def forget(self, part: int) -> None:
+        """Drop whatever this process holds of a partition (it was revoked)."""
+
+    @abc.abstractmethod
     async def apply(self, part: int, city: list[str], uid: list[str], slot: np.ndarray, ts: np.ndarray,
                     cell: np.ndarray, clock: PartitionClock) -> None:
         """Record accepted pings (latest event time per user and slot wins) and the new clock, atomically."""
@@ -30,7 +37,7 @@ class WindowStore(abc.ABC):
                             full: bool = True) -> list[tuple[list[str], np.ndarray]]:
         """For each (city, slot): users the partition saw there and their cells in slots slot-7..slot
         as (uids, (N, 8) int, -1 = unseen). full=False may leave slots older than each user's most
-        recent earlier observation unread (-1): enough for flows, not for embeddings. One round trip."""
+        recent earlier observation unread (-1): enough for flows, not for embeddings."""
 
     @abc.abstractmethod
     async def finish_close(self, part: int, partials: list[tuple[str, int, np.ndarray, np.ndarray]],

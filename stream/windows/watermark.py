@@ -4,11 +4,17 @@ Watermark = max event time seen minus the allowed lateness. Slot s is closed onc
 reaches the start of slot s+1, i.e. s < slot_of(watermark). A ping is judged against the watermark
 left by the pings before it in its partition, so the verdict depends only on the partition's order:
 the same with one worker or many.
+
+With repartitioning (stream.repartition), a partition also applies pings other partitions forwarded
+to it; each source judged them against its own watermark and then sent its max event time along
+(a marker, after the pings). The partition closes a slot only once its own watermark and every
+source's forwarded one have passed it (the minimum, as Kafka Streams and Flink take over inputs), so
+no forwarded ping can arrive for a slot already closed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -17,10 +23,21 @@ from models.slots import DEFAULT_ORIGIN, slot_of, slots_of
 
 @dataclass(frozen=True)
 class PartitionClock:
-    """A partition's event-time state: the max event time seen and the first slot not yet closed."""
+    """A partition's event-time state: the max event time of its own pings, the first slot not yet closed,
+    the oldest slot it accepted a ping for, and the max event time each other partition forwarded."""
 
     max_ts: float | None = None
     next_close: int | None = None
+    first: int | None = None
+    inputs: dict[int, float] = field(default_factory=dict)
+
+
+def frontier(max_ts: float | None, inputs: dict[int, float], sources) -> float | None:
+    """The event time every input has reached: the partition's own max and each source's forwarded one;
+    None until all of them have one."""
+    if max_ts is None or any(q not in inputs for q in sources):
+        return None
+    return min([max_ts, *(inputs[q] for q in sources)])
 
 
 def open_slot(max_ts: float | None, lateness: float, origin: int = DEFAULT_ORIGIN) -> int | None:

@@ -12,7 +12,9 @@ import redis
 
 from models.grid import cell_id
 from models.slots import replay_ts, slot_from_dt, slot_start
+from stream import readers
 from stream.keys import Keys
+from stream.windows import wal
 from stream.pings import Limits
 from stream.processor import Processor
 from stream.windows.redis_store import RedisWindowStore
@@ -82,8 +84,10 @@ def write_outputs(url: str, app: str, city: str, slots: list[int], dim: int = 32
             prev = h
         cells: dict[str, list[int]] = {}
         for s in slots[-8:]:
-            for uid, v in r.hgetall(k.cells(city, s)).items():
-                cells.setdefault(uid.decode(), []).append(int(v.split(b"|")[1]))
+            for p in readers.partitions(r, k):
+                blob = r.get(k.log(p, city, s))
+                for uid, c in zip(*wal.decode(blob)[::2]) if blob else ():
+                    cells.setdefault(uid, []).append(int(c))
         for uid, seen in cells.items():
             centre = np.mean([[c % 200, c // 200] for c in seen], axis=0) / 10.0
             vec = np.concatenate([centre, rng.normal(0, 0.3, dim - 2)])

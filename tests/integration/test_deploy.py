@@ -94,7 +94,7 @@ def service_env(svc: dict) -> dict[str, str]:
 
 def test_compose_config_is_valid_for_every_profile(tmp_path):
     dc = tool("docker-compose", "docker-compose")
-    for profiles in ([], ["--profile", "replay"], ["--profile", "train"]):
+    for profiles in ([], ["--profile", "replay"], ["--profile", "train"], ["--profile", "cluster"]):
         res = run([dc, "-f", str(COMPOSE), "--project-directory", str(ROOT), "--env-file", str(ENV_EXAMPLE),
                    *profiles, "config", "-q"], cwd=tmp_path)
         assert res.returncode == 0, res.stderr

@@ -11,12 +11,13 @@ import uuid
 import orjson
 import pytest
 import redis
-import redis.asyncio as aioredis
 
 from models.slots import DEFAULT_ORIGIN as O, SLOT_SECONDS as S, slot_from_dt
+from stream.keys import Keys
 from stream.pings import Limits
 from stream.processor import Processor
 from stream.publication import Ledger
+from stream.redis_client import sync_client
 from stream.replay import ReplaySettings, replay
 from stream.windows.redis_store import RedisWindowStore
 from tests.integration.test_worker_flows import offline_flows, redis_flows
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 
 def replay_with_kills(broker, redis_url, make_topic, tmp_path, kills: int, seed: int, days: int = 3,
-                      single: bool = False) -> dict:
+                      cluster: bool = False, single: bool = False) -> dict:
     """Replay a city (batch or single-ping messages), run a worker, kill -9 it `kills` times at random moments,
     restart; compare with offline."""
     topic = make_topic(partitions=2)
@@ -38,31 +39,33 @@ def replay_with_kills(broker, redis_url, make_topic, tmp_path, kills: int, seed:
     last = int(slot_from_dt(df.d.max(), 47))
     rng = random.Random(seed)
     targets = sorted(rng.sample(range(1, last - 4), kills))  # the assembled slot at which each kill comes
-    r = redis.Redis.from_url(redis_url)
+    r = sync_client(redis_url, cluster)
     at = []
     try:
         for i, target in enumerate(targets):
             # Small batches: progress comes in small steps, so the kill lands mid-stream near its target.
-            w = WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / f"w{i}.log", ["--batch-size", "2"])
+            w = WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / f"w{i}.log", ["--batch-size", "2"],
+                           cluster=cluster)
             deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and int(r.get(f"{app}:assembled") or -1) < target:
+            while time.monotonic() < deadline and int(r.get(Keys(app).assembled("A")) or -1) < target:
                 time.sleep(0.003)
-            at.append(int(r.get(f"{app}:assembled") or -1))
+            at.append(int(r.get(Keys(app).assembled("A")) or -1))
             w.stop(signal.SIGKILL)
-        w = WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / "final.log")
+        w = WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / "final.log", cluster=cluster)
         try:
-            wait_assembled(redis_url, app, last, w, timeout=120)
+            wait_assembled(redis_url, app, last, w, timeout=120, cluster=cluster)
         finally:
             w.stop()
     finally:
         r.close()
-    assert redis_flows(redis_url, app, "A", range(last + 1)) == offline_flows(df)
+    assert redis_flows(redis_url, app, "A", range(last + 1), cluster) == offline_flows(df)
     return {"kills": kills, "mid_stream": sum(a < last for a in at), "assembled_at_kill": at, "last": last}
 
 
 @pytest.mark.parametrize("single", [False, True], ids=["batch-messages", "single-ping-messages"])
-def test_kill_9_once_mid_replay(broker, redis_url, redis_client, make_topic, tmp_path, single):
-    got = replay_with_kills(broker, redis_url, make_topic, tmp_path, kills=1, seed=3, days=2, single=single)
+def test_kill_9_once_mid_replay(broker, any_redis, make_topic, tmp_path, single):
+    url, cluster = any_redis
+    got = replay_with_kills(broker, url, make_topic, tmp_path, kills=1, seed=3, days=2, cluster=cluster, single=single)
     assert got["assembled_at_kill"][0] < got["last"], got
 
 
@@ -81,12 +84,6 @@ def pings(slots: int, users: int = 6) -> list:
     return [(None, orjson.dumps([{"uid": u, "ts": O + s * S + 5 + u, "x": 1 + (u + s) % 4, "y": 2} for u in range(users)]))
             for s in range(slots)]
 
-
-@pytest.fixture
-async def aredis(redis_client, redis_url):
-    r = aioredis.Redis.from_url(redis_url)
-    yield r
-    await r.aclose()
 
 
 async def run_with_crash(aredis, hook: str, crash_at: int, slots: int = 6, ledger: bool = True):
@@ -143,7 +140,7 @@ async def test_crash_in_forecast_publication_does_not_skip_the_slot(aredis, cras
     seen, crashed = await run_with_crash(aredis, "on_assembled", crash_at=crash_at)
     assert crashed == [crash_at]
     assert seen["on_assembled"] == list(range(5)), seen["on_assembled"]  # each once, in order, none skipped
-    assert await aredis.zcard("mobstream:A:unpub") == 0
+    assert await aredis.zcard(Keys().unpublished("A")) == 0
 
 
 async def test_without_a_ledger_the_crashed_slot_is_skipped(aredis):

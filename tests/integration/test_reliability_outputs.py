@@ -119,7 +119,7 @@ def test_sigterm_right_after_a_slot_closes_loses_nothing(broker, redis_url, redi
     last = SLOTS - 1
     w = start(broker, redis_url, topic, app, extra, tmp_path / "w.log")
     try:
-        wait_for(lambda: int(redis_client.get(k.assembled) or -1) >= last, w)  # the last slot just assembled
+        wait_for(lambda: int(redis_client.get(k.assembled("A")) or -1) >= last, w)  # the last slot just assembled
         t0 = time.monotonic()
         w.stop(signal.SIGTERM)
         stop_s = time.monotonic() - t0

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from models.slots import slot_from_dt
+from stream.keys import Keys
 from stream.replay import ReplaySettings, replay
 from stream.services import start_redis, stop
 from tests.integration.test_worker_flows import offline_flows, redis_flows
@@ -63,7 +64,7 @@ def assembled(url: str, app: str) -> int:
     try:
         r = redis.Redis.from_url(url, socket_timeout=2)
         try:
-            return int(r.get(f"{app}:assembled") or -1)
+            return int(r.get(Keys(app).assembled("A")) or -1)
         finally:
             r.close()
     except redis.ConnectionError:

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from models.slots import DEFAULT_ORIGIN as O, SLOT_SECONDS as S
 from tests.integration.worker_proc import WorkerProc, wait_assembled
+from stream.keys import Keys
 
 pytestmark = pytest.mark.integration
 
@@ -72,6 +73,6 @@ def test_bad_pings_go_to_the_dlq_with_reasons(broker, redis_url, redis_client, m
     assert orjson.loads(by_reason["masked"].value)["uid"] == 3
     assert b"offset" not in dict(by_reason["late"].headers)["source"] and dict(by_reason["late"].headers)["source"].startswith(topic.encode())
     r = redis.Redis.from_url(redis_url)
-    flows = {int(c): v.decode() for c, v in r.hgetall(f"{app}:A:flow:0").items()}
+    flows = {int(c): v.decode() for c, v in r.hgetall(Keys(app).flow("A", 0)).items()}
     r.close()
     assert flows == {(4 - 1) * 200 + 2: "2,0,0", (7 - 1) * 200 + 6: "1,0,0"}  # uids 1, 2 in (3,4); 5 in (7,7)

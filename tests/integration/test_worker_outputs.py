@@ -19,10 +19,12 @@ from models.grid import cell_id
 from models.slots import replay_ts, slot_from_dt, slots_of
 from models.windows import windows_for
 from stream.outputs import unpack_forecasts
+from stream.redis_client import sync_client
 from tests.integration.worker_proc import WorkerProc, wait_assembled
 from tests.stream.tiny_city import write_city
 from tests.stream.tiny_models import encoder_checkpoint, flow_checkpoint
 from stream.replay import ReplaySettings, replay
+from stream.keys import Keys
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +48,9 @@ def read_topics(bootstrap: str, topics: list[str], done, timeout: float = 90.0) 
     return got
 
 
-def test_forecasts_and_embeddings_match_the_offline_models(broker, redis_url, redis_client, make_topic, tmp_path):
+def test_forecasts_and_embeddings_match_the_offline_models(broker, any_redis, make_topic, tmp_path):
+    redis_url, cluster = any_redis
+    redis_client = sync_client(redis_url, cluster)
     topic = make_topic(partitions=2)
     df = write_city(tmp_path / "cityA.csv", n_users=40, days=1)
     replay(ReplaySettings(tmp_path / "cityA.csv", broker.bootstrap, topic, partitions=2, progress=False))
@@ -55,15 +59,15 @@ def test_forecasts_and_embeddings_match_the_offline_models(broker, redis_url, re
     app = f"t{uuid.uuid4().hex[:8]}"
     last = int(slot_from_dt(df.d.max(), 47))
     w = WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / "worker.log",
-                   ["--forecaster", str(tmp_path / "flow.pt"), "--embedder", str(tmp_path / "enc.pt")])
+                   ["--forecaster", str(tmp_path / "flow.pt"), "--embedder", str(tmp_path / "enc.pt")], cluster=cluster)
     try:
-        wait_assembled(redis_url, app, last, w)
+        wait_assembled(redis_url, app, last, w, cluster=cluster)
         seen = df[(df.x != 999) & (slot_from_dt(df.d.to_numpy(), df.t.to_numpy()) == last)]
         want_uids = {str(u) for u in seen.uid}
         deadline = time.monotonic() + 60
-        while not redis_client.exists(f"{app}:A:fc:{last}") and time.monotonic() < deadline:
+        while not redis_client.exists(Keys(app).forecast("A", last)) and time.monotonic() < deadline:
             time.sleep(0.2)
-        n_cells = redis_client.hlen(f"{app}:A:fc:{last}")
+        n_cells = redis_client.hlen(Keys(app).forecast("A", last))
         assert n_cells > 0, w.tail()
 
         def done(got):
@@ -90,14 +94,14 @@ def test_forecasts_and_embeddings_match_the_offline_models(broker, redis_url, re
     want = FlowForecaster.load(tmp_path / "flow.pt").predict(chan, last, cells)
     live = np.array([[fc[f"A:{c}"][k] for k in ("occ", "in", "out")] for c in cells])
     np.testing.assert_allclose(live, want, atol=1e-3)
-    stored = orjson.loads(redis_client.hget(f"{app}:A:fc:{last}", str(cells[0])))
+    stored = orjson.loads(redis_client.hget(Keys(app).forecast("A", last), str(cells[0])))
     assert stored == fc[f"A:{cells[0]}"]
-    version, packed_cells, packed = unpack_forecasts(redis_client.get(f"{app}:A:fcn:{last}"))
+    version, packed_cells, packed = unpack_forecasts(redis_client.get(Keys(app).forecast_packed("A", last)))
     assert version == fver and packed_cells.tolist() == cells.tolist()
     np.testing.assert_allclose(packed, want, atol=1e-3)
 
     # Live error: the forecast made at last-1 against the actuals of `last`, beside persistence.
-    err = orjson.loads(redis_client.hget(f"{app}:A:err", str(last)))
+    err = orjson.loads(redis_client.hget(Keys(app).errors("A"), str(last)))
     assert err["slot"] == last and err["version"] == fver and err["model"] >= 0 and err["persistence"] >= 0
 
     # Embeddings: keyed uid, base64 float32, equal to TrajectoryEmbedder.embed on offline windows.
@@ -112,4 +116,4 @@ def test_forecasts_and_embeddings_match_the_offline_models(broker, redis_url, re
         assert rec["uid"] == str(u) and rec["city"] == "A" and rec["version"] == ever and rec["dtype"] == "float32"
         live_e = np.frombuffer(base64.b64decode(rec["embedding_b64"]), "<f4")
         np.testing.assert_allclose(live_e, vec, rtol=1e-4, atol=1e-5)
-    assert orjson.loads(redis_client.get(f"{app}:A:emb:{uids[0]}"))["embedding_b64"] == emb[str(uids[0])]["embedding_b64"]
+    assert orjson.loads(redis_client.get(Keys(app).embedding("A", uids[0])))["embedding_b64"] == emb[str(uids[0])]["embedding_b64"]

@@ -14,6 +14,8 @@ from pathlib import Path
 import redis
 
 from stream.services import free_port
+from stream.keys import Keys
+from stream.redis_client import sync_client
 
 
 def _die_with_parent() -> None:
@@ -26,16 +28,16 @@ def _die_with_parent() -> None:
 
 class WorkerProc:
     def __init__(self, bootstrap: str, redis_url: str, topic: str, app: str, partitions: int, log: Path,
-                 extra: list[str] | None = None, retain_slots: int = 100_000) -> None:
+                 extra: list[str] | None = None, retain_slots: int = 100_000, cluster: bool = False) -> None:
         """retain_slots: by default every slot's outputs are kept, so that tests compare whole replays with the
         offline truth (the worker's own default keeps 96); `extra` flags come last and win."""
         self.log = log
         self.metrics_port = free_port()
         argv = [sys.executable, "-m", "mobstream.cli", "worker", "--bootstrap", bootstrap, "--redis-url", redis_url,
                 "--pings-topic", topic, "--dlq-topic", f"{topic}-dlq", "--forecasts-topic", f"{topic}-fc",
-                "--embeddings-topic", f"{topic}-emb", "--app", app, "--partitions", str(partitions),
+                "--embeddings-topic", f"{topic}-emb", "--flows-topic", f"{topic}-flows", "--app", app, "--partitions", str(partitions),
                 "--web-port", str(free_port()), "--metrics-port", str(self.metrics_port),
-                "--session-timeout", "6", "--batch-wait", "0.02", "--retain-slots", str(retain_slots), *(extra or [])]
+                "--session-timeout", "6", "--batch-wait", "0.02", "--retain-slots", str(retain_slots), *(["--redis-cluster"] if cluster else []), *(extra or [])]
         env = dict(os.environ, MOBSTREAM_STATE_DIR=str(log.parent / "state"))
         self.out = open(log, "ab")
         self.proc = subprocess.Popen(argv, stdout=self.out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
@@ -69,14 +71,15 @@ def unless_busy(call, default=None):
         return default
 
 
-def wait_assembled(redis_url: str, app: str, slot: int, proc: WorkerProc | list, timeout: float = 90.0) -> None:
+def wait_assembled(redis_url: str, app: str, slot: int, proc: WorkerProc | list, timeout: float = 90.0,
+                   cluster: bool = False) -> None:
     """Wait until every partition has closed `slot` and its flows are assembled."""
-    r = redis.Redis.from_url(redis_url, socket_timeout=60)  # a loaded Redis can take longer than redis-py's 5 s
+    r = sync_client(redis_url, cluster, socket_timeout=60)  # a loaded Redis can take longer than redis-py's 5 s
     procs = proc if isinstance(proc, list) else [proc]
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            got = unless_busy(lambda: r.get(f"{app}:assembled"))
+            got = unless_busy(lambda: r.get(Keys(app).assembled("A")))
             if got is not None and int(got) >= slot:
                 return
             for p in procs:

@@ -11,6 +11,7 @@ import pytest
 from models.grid import cell_id
 from stream import readers
 from stream.keys import Keys
+from stream.windows import wal
 from stream.readers import ReadError
 
 
@@ -68,10 +69,15 @@ def test_embedding_without_vector():
         readers.parse_embedding(b'{"slot": 3}', "k")
 
 
-def test_reads_on_real_redis(redis_client):
-    k, r = Keys("rd"), redis_client
-    r.hset(k.latest, "A", 10)
-    r.hset(k.watermarks, mapping={0: 1.5, 1: 2.5})
+def test_reads_on_real_redis(any_redis):
+    from stream.redis_client import sync_client
+
+    k, r = Keys("rd"), sync_client(*any_redis)
+    r.sadd(k.cities, "A")
+    r.set(k.latest("A"), 10)
+    r.sadd(k.parts, 0, 1)
+    r.hset(k.clock(0), "wm", 1.5)
+    r.hset(k.clock(1), "wm", 2.5)
     r.hset(k.flow("A", 10), mapping={5: "3,1,0"})
     r.hset(k.flow("A", 9), mapping={5: "2,0,0"})
     r.hset(k.forecast("A", 9), mapping={5: orjson.dumps([2.5, 1, 0])})
@@ -79,8 +85,10 @@ def test_reads_on_real_redis(redis_client):
     r.hset(k.errors("A"), mapping={10: orjson.dumps({"model": 0.5, "persistence": 1.0}), 9: b'{"mae": 0.7}'})
     for u in ("10", "2", "x"):
         r.set(k.embedding("A", u), orjson.dumps({"embedding": [float(len(u)), 1.0]}))
-    r.hset(k.cells("A", 10), mapping={"2": "100|5", "10": "90|7"})
-    r.hset(k.cells("A", 2), mapping={"2": "100|9"})  # outside the 8-slot window ending at 10
+    # the partitions' slot logs: the later ping wins, slot 2 lies outside the 8-slot window ending at 10
+    r.append(k.log(0, "A", 10), wal.encode(["2", "2"], np.array([100, 50]), np.array([5, 6])))
+    r.append(k.log(1, "A", 10), wal.encode(["10"], np.array([90]), np.array([7])))
+    r.append(k.log(0, "A", 2), wal.encode(["2"], np.array([100]), np.array([9])))
     assert readers.latest_slots(r, k) == {"A": 10} and readers.watermarks(r, k) == {0: 1.5, 1: 2.5}
     assert readers.flow_grid(r, k, "A", 10)[:, 0, 5].tolist() == [3, 1, 0]
     assert readers.flow_grid(r, k, "A", 11).sum() == 0

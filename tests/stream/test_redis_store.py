@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import orjson
 import pytest
-import redis.asyncio as aioredis
 
 from models.slots import DEFAULT_ORIGIN, SLOT_SECONDS
 from stream.keys import Keys
@@ -24,28 +23,6 @@ def msg(*pings):
     return (None, orjson.dumps(list(pings)))
 
 
-async def dump(r) -> dict:
-    out = {}
-    for key in sorted(await r.keys("*")):
-        kind = (await r.type(key)).decode()
-        if kind == "hash":
-            out[key] = await r.hgetall(key)
-        elif kind == "set":
-            out[key] = sorted(await r.smembers(key))
-        elif kind == "zset":
-            out[key] = await r.zrange(key, 0, -1, withscores=True)
-        else:
-            out[key] = await r.get(key)
-    return out
-
-
-@pytest.fixture
-async def aredis(redis_client, redis_url):
-    r = aioredis.Redis.from_url(redis_url)
-    yield r
-    await r.aclose()
-
-
 def processor(store, n_partitions=1, lateness=0.0):
     return Processor(store, Limits(), lateness=lateness, n_partitions=n_partitions, origin=DEFAULT_ORIGIN)
 
@@ -55,14 +32,27 @@ def script_calls(monkeypatch) -> list[str]:
     import stream.windows.redis_store as rs
 
     calls = []
-    evalsha = rs.RedisWindowStore._eval
+    evalsha, script = rs.RedisWindowStore._eval, rs.RedisWindowStore._script
 
     def counting(self, pipe, name, *args):
         calls.append(name)
         evalsha(self, pipe, name, *args)
 
+    async def counting_script(self, name, *args):
+        calls.append(name)
+        return await script(self, name, *args)
+
     monkeypatch.setattr(rs.RedisWindowStore, "_eval", counting)
+    monkeypatch.setattr(rs.RedisWindowStore, "_script", counting_script)
     return calls
+
+
+async def windows(r, keys=Keys(), part=0, city="A", slot=0):
+    """The windows a fresh worker loads from Redis for (city, slot): {uid: cells}."""
+    store = RedisWindowStore(r, keys)
+    await store.state(part)
+    uids, cells = (await store.close_windows(part, [(city, slot)]))[0]
+    return {u: c.tolist() for u, c in zip(uids, cells)}
 
 
 async def test_latest_event_time_wins_and_is_idempotent(aredis):
@@ -70,11 +60,10 @@ async def test_latest_event_time_wins_and_is_idempotent(aredis):
     batch = [msg(ping(1, 0, 3, 3, off=100), ping(1, 0, 4, 4, off=50), ping(2, 0, 5, 5))]
     proc = processor(store)
     await proc.process(0, batch)
-    first = await dump(aredis)
-    await proc.process(0, batch)
-    assert await dump(aredis) == first
-    stored = await aredis.hget(Keys().cells("A", 0), "1")
-    assert stored.decode().endswith("|" + str((3 - 1) * 200 + 2))
+    first = await windows(aredis)
+    await proc.process(0, batch)  # redelivered: the log holds the pings twice, the windows are the same
+    assert await windows(aredis) == first
+    assert first["1"][-1] == (3 - 1) * 200 + 2
 
 
 async def test_slot_close_writes_flows_of_the_shared_definition(aredis):
@@ -137,26 +126,37 @@ async def test_catching_up_many_slots_assembles_them_all_a_few_per_script(aredis
     calls.clear()
     out = await proc.process(1, [msg(*[ping(2, s, 2, 2) for s in range(21)], ping(2, 22, 2, 2))])
     assert out.assembled == [("A", s) for s in range(20)]  # every slot, oldest first
-    assert calls.count("ADVANCE") == 7  # 20 slots, 3 a call
-    assert int(await aredis.get(Keys().assembled)) == 19
+    assert calls.count("ASSEMBLE") == 7  # 20 slots, 3 a call
+    assert int(await aredis.get(Keys().assembled("A"))) == 19
     flows = await store.flows("A", [0, 7, 19])
     assert [sum(v[0] for v in flows[s].values()) for s in (0, 7, 19)] == [2, 2, 2]  # both users, every slot
 
 
-async def test_a_big_batch_is_applied_in_parts_with_the_same_result(aredis, monkeypatch):
-    import stream.windows.redis_store as rs
+async def test_one_batch_or_many_give_the_same_windows_and_flows(aredis):
+    rows = [ping(u, s, 1 + (u * s) % 7, 1 + u % 3, off=u, city="AB"[u % 2]) for s in range(3) for u in range(1, 40)]
+    rows[39:39] = [ping(3, 1, 9, 9, off=900.0, city="B"), ping(3, 1, 2, 9, off=100.0, city="B")]  # in slot 1
+    end = msg(ping(99, 3, 1, 1))
+    whole = await processor(RedisWindowStore(aredis, Keys("whole"))).process(0, [msg(*rows), end])
+    proc = processor(RedisWindowStore(aredis, Keys("parts")))
+    made = []
+    for i in range(0, len(rows), 7):
+        made += (await proc.process(0, [msg(*rows[i:i + 7])])).assembled
+    made += (await proc.process(0, [end])).assembled
+    assert made == whole.assembled == [(c, s) for s in range(3) for c in "AB"]
+    for city in "AB":
+        for slot in range(3):
+            assert await windows(aredis, Keys("parts"), city=city, slot=slot) == \
+                await windows(aredis, Keys("whole"), city=city, slot=slot)
+        assert await RedisWindowStore(aredis, Keys("parts")).flows(city, [0, 1, 2]) == \
+            await RedisWindowStore(aredis, Keys("whole")).flows(city, [0, 1, 2])
+    assert (await windows(aredis, Keys("parts"), city="B", slot=1))["3"][-1] == (9 - 1) * 200 + 8
 
-    # 21 pings of one slot, two cities, a user seen twice (the later ping wins) and split across parts.
-    batch = [msg(*[ping(u, 0, 1 + u % 7, 1 + u % 3, off=u, city="AB"[u % 2]) for u in range(1, 19)]),
-             msg(ping(3, 0, 9, 9, off=900.0, city="B"), ping(30, 0, 2, 2), ping(31, 0, 2, 3))]
-    out = await processor(RedisWindowStore(aredis, Keys("whole"))).process(0, batch)
-    assert out.accepted == 21
-    calls = script_calls(monkeypatch)
-    monkeypatch.setattr(rs, "APPLY_PINGS_PER_CALL", 4)
-    await processor(RedisWindowStore(aredis, Keys("parts"))).process(0, batch)
-    assert calls.count("APPLY") == 6  # 21 pings, 4 a script
-    state = await dump(aredis)
-    whole = {k[len(b"whole:"):]: v for k, v in state.items() if k.startswith(b"whole:")}
-    parts = {k[len(b"parts:"):]: v for k, v in state.items() if k.startswith(b"parts:")}
-    assert whole and parts == whole
-    assert (await aredis.hget(Keys("parts").cells("B", 0), "3")).decode().endswith("|" + str((9 - 1) * 200 + 8))
+
+async def test_a_stale_owner_reloads_instead_of_writing_over_the_new_owner(aredis):
+    old, new = RedisWindowStore(aredis), RedisWindowStore(aredis)
+    p_old, p_new = processor(old), processor(new)
+    await p_old.process(0, [msg(ping(1, 0, 1, 1))])
+    await p_new.process(0, [msg(ping(2, 0, 2, 2))])  # the partition moved: the new owner loads, then writes
+    await p_old.process(0, [msg(ping(3, 0, 3, 3))])  # the old one's copy is behind: it reloads, then applies
+    assert set(await windows(aredis)) == {"1", "2", "3"}
+    assert set((await old.close_windows(0, [("A", 0)]))[0][0]) == {"1", "2", "3"}

@@ -12,6 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from mobstream.settings import opt
+from stream.keys import Keys
 from stream.security import (
     KafkaSecurity,
     RedisSecurity,
@@ -340,10 +341,10 @@ def test_worker_writes_windows_into_a_password_protected_redis(broker, protected
                              env=dict(env, MOBSTREAM_PINGS_TOPIC=topic), capture_output=True, text=True, timeout=120)
         assert res.returncode == 0, res.stderr[-2000:]
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and admin.get(f"{app}:assembled") is None:
+        while time.monotonic() < deadline and admin.get(Keys(app).assembled("A")) is None:
             assert worker.popen.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
             time.sleep(0.3)
-        assert admin.get(f"{app}:assembled") is not None, (tmp_path / "worker.log").read_text()[-3000:]
+        assert admin.get(Keys(app).assembled("A")) is not None, (tmp_path / "worker.log").read_text()[-3000:]
     finally:
         admin.close()
         stop(worker)
@@ -359,9 +360,9 @@ def test_dashboard_client_reads_the_redis_credentials_from_the_environment(prote
     bare = f"redis://127.0.0.1:{protected_redis.port}/0"
     monkeypatch.delenv("MOBSTREAM_REDIS_PASSWORD", raising=False)
     with pytest.raises(redis.AuthenticationError):
-        data._client.__wrapped__(bare).ping()
+        data._client.__wrapped__(bare, False).ping()
     monkeypatch.setenv("MOBSTREAM_REDIS_PASSWORD", "correct horse")
-    assert data._client.__wrapped__(bare).ping()
+    assert data._client.__wrapped__(bare, False).ping()
 
 
 def test_output_producer_gets_the_kafka_security_settings(monkeypatch):
