@@ -41,31 +41,34 @@ def _retry(s: DashboardSettings) -> None:
     st.rerun(scope="app")
 
 
-def sidebar(s: DashboardSettings, cities: list[str]) -> tuple[str, str, str]:
+def sidebar(s: DashboardSettings, cities: list[str]) -> tuple[str, str, str, int]:
     with st.sidebar:
         st.title("mobstream")
         st.caption("live human mobility · 500 m cells · 30-minute slots")
         city = st.selectbox("City", cities or ["A"], key="city")
         view = st.radio("Map shows", flowmap.VIEWS, horizontal=True, key="view")
         channel = st.radio("Channel", CHANNELS, horizontal=True, key="channel")
+        horizon = st.radio("Forecast ahead", flowmap.HORIZONS, horizontal=True, key="horizon",
+                           format_func=flowmap.horizon_label,
+                           help="forecast and error views: the forecast made this many 30-minute slots before")
         if s.has_origin:
             st.toggle("Show on the map (lat/lon)", key="on_map",
                       help=f"grid south-west corner at {s.grid_origin_lat}, {s.grid_origin_lon}")
         st.divider()
         st.caption(f"app `{s.app}` · refresh every {s.refresh:g} s · read-only")
-    return city, view, channel
+    return city, view, channel, horizon
 
 
 def main() -> None:
     s = load_settings()
     cities = connect(s)
-    city, view, channel = sidebar(s, cities)
+    city, view, channel, horizon = sidebar(s, cities)
     every = s.refresh
 
     @st.fragment(run_every=every)
     def live_map() -> None:
         with data.guard("Flow map", s):
-            flowmap.panel(s, city, view, channel)
+            flowmap.panel(s, city, view, channel, horizon)
 
     @st.fragment(run_every=every)
     def cell() -> None:
@@ -82,7 +85,7 @@ def main() -> None:
         with data.guard("Workers", s):
             health.workers_panel(s)
         with data.guard("Forecast error", s):
-            health.error_panel(s, city)
+            health.error_panel(s, city, horizon)
 
     # Lazy tabs: only the open tab runs, so a refresh pays for what is on screen; the open tab is in
     # the URL (?tab=System), so a link opens the same view.

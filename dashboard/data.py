@@ -66,9 +66,10 @@ def flows(url: tuple, app: str, city: str, slot: int) -> np.ndarray:
 
 
 @st.cache_resource(show_spinner=False, max_entries=16, ttl=60)
-def forecasts(url: tuple, app: str, city: str, made_at: int) -> np.ndarray:
-    """(3, 200, 200) forecast made at the close of `made_at`, NaN where none (short TTL: written after assembly)."""
-    return readers.forecast_grid(_client(*url), Keys(app), city, made_at)
+def forecasts(url: tuple, app: str, city: str, made_at: int, horizon: int = 1) -> np.ndarray:
+    """(3, 200, 200) forecast made at the close of `made_at` for made_at + horizon, NaN where none (short TTL:
+    written after assembly)."""
+    return readers.forecast_grid(_client(*url), Keys(app), city, made_at, horizon=horizon)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4, ttl=600)

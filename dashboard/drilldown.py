@@ -1,4 +1,4 @@
-"""The cell drill-down panel: one cell's recent actuals, the forecasts made for them, and persistence."""
+"""The cell drill-down panel: one cell's recent actuals, the forecasts made for them, persistence, and the forecast path."""
 
 from __future__ import annotations
 
@@ -13,16 +13,26 @@ from models.slots import SLOT_SECONDS, slot_start
 from stream import readers
 from stream.readers import CHANNELS, CellHistory
 
-SERIES = {"actual": [], "forecast": [6, 3], "persistence": [2, 2]}
+SERIES = {"actual": [], "forecast": [6, 3], "persistence": [2, 2], "forecast path": [1, 0]}
+COLORS = ["#f5c542", "#00e5ff", "#8c8c8c", "#ff5ad1"]
 
 
-def history_frame(h: CellHistory, channel: str, origin: int) -> pd.DataFrame:
-    """Pure: long table (time, series, value) for one channel; the forecast extends one slot past now."""
+def history_frame(h: CellHistory, channel: str, origin: int, path: np.ndarray | None = None) -> pd.DataFrame:
+    """Pure: long table (time, series, value) for one channel; the forecast extends one slot past now, and
+    `path` (H, 3), the forecasts made at the last closed slot for its next H slots, is the "forecast path",
+    drawn from the last actual on."""
     c = CHANNELS.index(channel)
-    t = pd.to_datetime([slot_start(int(s), origin) for s in h.slots], unit="s", utc=True)
-    wide = pd.DataFrame({"time": t, "slot": h.slots, "actual": h.actual[:, c], "forecast": h.forecast[:, c],
+    wide = pd.DataFrame({"slot": h.slots, "actual": h.actual[:, c], "forecast": h.forecast[:, c],
                          "persistence": h.persistence[:, c]})
-    return wide.melt(id_vars=["time", "slot"], var_name="series", value_name="value").dropna(subset=["value"])
+    long = wide.melt(id_vars=["slot"], var_name="series", value_name="value")
+    if path is not None:
+        end = int(h.slots[-1]) - 1  # the last closed slot: h.slots runs to the slot after it
+        start = h.actual[h.slots == end, c]
+        values = np.concatenate([start, path[:, c]])
+        long = pd.concat([long, pd.DataFrame({"slot": end + np.arange(len(values)), "series": "forecast path", "value": values})])
+    long = long.dropna(subset=["value"]).reset_index(drop=True)
+    long.insert(0, "time", pd.to_datetime([slot_start(int(v), origin) for v in long.slot], unit="s", utc=True))
+    return long
 
 
 def errors_of(h: CellHistory, channel: str) -> tuple[float, float, int]:
@@ -44,7 +54,7 @@ def chart(title: str) -> dict:
             "x": {"field": "time", "type": "temporal", "title": None, "axis": {"format": "%a %H:%M"}},
             "y": {"field": "value", "type": "quantitative", "title": "people"},
             "color": {"field": "series", "type": "nominal", "legend": {"orient": "top", "title": None},
-                      "scale": {"domain": names, "range": ["#f5c542", "#00e5ff", "#8c8c8c"]}},
+                      "scale": {"domain": names, "range": COLORS}},
             "strokeDash": {"field": "series", "type": "nominal", "legend": None,
                            "scale": {"domain": names, "range": list(SERIES.values())}},
             "tooltip": [{"field": "time", "type": "temporal", "format": "%a %H:%M"},
@@ -73,8 +83,10 @@ def panel(s: DashboardSettings, city: str, channel: str) -> None:
         return
     x, y = cell_inputs()
     end = latest[city]
-    h = readers.cell_history(data.client(s), data.keys(s), city, int(cell_id(x, y)), end, s.history_slots)
-    df = history_frame(h, channel, s.origin)
+    r, k = data.client(s), data.keys(s)
+    h = readers.cell_history(r, k, city, int(cell_id(x, y)), end, s.history_slots)
+    path = readers.forecast_path(r, k, city, int(cell_id(x, y)), end)
+    df = history_frame(h, channel, s.origin, path)
     hours = s.history_slots * SLOT_SECONDS / 3600
     st.vega_lite_chart(df, chart(f"Cell ({x}, {y}) · {channel} · last {hours:g} h"), width="stretch", height=320)
     model, persistence, n = errors_of(h, channel)
@@ -84,3 +96,6 @@ def panel(s: DashboardSettings, city: str, channel: str) -> None:
              delta=None if n == 0 else f"{model - persistence:+.2f} model − persistence", delta_color="inverse")
     if not np.isfinite(h.forecast).any():
         st.caption("No forecasts stored for this cell: the worker's forecaster is off or has not run yet.")
+    elif np.isfinite(path[:, CHANNELS.index(channel)]).any():
+        st.caption("Forecast path (made at the last close): " + " · ".join(
+            f"+{30 * i} min {v:.2f}" for i, v in enumerate(path[:, CHANNELS.index(channel)], 1) if np.isfinite(v)))

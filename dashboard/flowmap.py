@@ -15,11 +15,16 @@ from models.grid import GridSpec, cell_xy
 from stream.readers import CHANNELS
 
 VIEWS = ("actual", "forecast", "error")
+HORIZONS = (1, 2, 3, 4)  # slots ahead the worker forecasts (stream.outputs)
 VIEW_HELP = {
     "actual": "flows of the last closed slot",
-    "forecast": "the model's forecast for the next slot, made when the last slot closed",
+    "forecast": "the model's expected count, made when the last slot closed",
     "error": "forecast minus actual for the last closed slot (red: over-forecast, blue: under)",
 }
+
+
+def horizon_label(h: int) -> str:
+    return f"{30 * h} min" if h < 2 else f"{h / 2:g} h"
 
 
 @dataclass(frozen=True)
@@ -33,9 +38,9 @@ class MapFrame:
     note: str = ""
 
 
-def frame(view: str, channel: str, slot: int, actual, forecast_next, forecast_now) -> MapFrame:
-    """Pure: pick the grid of a view. actual = flows of `slot`; forecast_next = made at `slot` for slot + 1;
-    forecast_now = made at slot - 1 for `slot` (all (3, H, W), forecasts NaN where none)."""
+def frame(view: str, channel: str, slot: int, actual, forecast_next, forecast_now, horizon: int = 1) -> MapFrame:
+    """Pure: pick the grid of a view. actual = flows of `slot`; forecast_next = made at `slot` for slot + horizon;
+    forecast_now = made at slot - horizon for `slot` (all (3, H, W), forecasts NaN where none)."""
     c = CHANNELS.index(channel)
     if view == "actual":
         v = actual[c].astype(np.float64)
@@ -43,7 +48,7 @@ def frame(view: str, channel: str, slot: int, actual, forecast_next, forecast_no
     if view == "forecast":
         v = forecast_next[c].astype(np.float64)
         note = "" if np.isfinite(v).any() else "no forecasts in Redis for this slot (is the worker's forecaster set?)"
-        return MapFrame(v, ~np.isfinite(v) | (np.round(v, 2) == 0), render.count_scale(v), slot + 1, note)
+        return MapFrame(v, ~np.isfinite(v) | (np.round(v, 2) == 0), render.count_scale(v), slot + horizon, note)
     f = forecast_now[c].astype(np.float64)
     a = actual[c].astype(np.float64)
     err = np.where(np.isfinite(f), f, np.nan) - a
@@ -60,10 +65,10 @@ def image(fr: MapFrame, mark: tuple[int, int] | None = None) -> bytes:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def rendered(view: str, channel: str, slot: int, actual, forecast_next, forecast_now, mark):
+def rendered(view: str, channel: str, slot: int, actual, forecast_next, forecast_now, mark, horizon: int = 1):
     """(frame, PNG, hottest cells) of one view; cached on its inputs, so a refresh within a slot only
     hashes the grids instead of drawing them again."""
-    fr = frame(view, channel, slot, actual, forecast_next, forecast_now)
+    fr = frame(view, channel, slot, actual, forecast_next, forecast_now, horizon)
     return fr, image(fr, mark), top_cells(fr.values, fr.blank)
 
 
@@ -98,7 +103,7 @@ def header(s: DashboardSettings, city: str, slot: int, wm: dict[int, float]) -> 
     c.metric("City", city)
 
 
-def panel(s: DashboardSettings, city: str, view: str, channel: str) -> None:
+def panel(s: DashboardSettings, city: str, view: str, channel: str, horizon: int = 1) -> None:
     latest, wm = data.now(s)
     if city not in latest:
         st.info("No slot has closed yet: the map appears when the worker assembles its first slot. "
@@ -110,13 +115,15 @@ def panel(s: DashboardSettings, city: str, view: str, channel: str) -> None:
     url = data.redis_url(s)
     mark = st.session_state.get("cell")
     fr, png, table = rendered(view, channel, slot, data.flows(url, s.app, city, slot),
-                              data.forecasts(url, s.app, city, slot) if view == "forecast" else None,
-                              data.forecasts(url, s.app, city, slot - 1) if view == "error" else None, mark)
+                              data.forecasts(url, s.app, city, slot, horizon) if view == "forecast" else None,
+                              data.forecasts(url, s.app, city, slot - horizon, horizon) if view == "error" else None,
+                              mark, horizon)
     if fr.note:
         st.warning(fr.note, icon="ℹ️")
     left, right = st.columns([3, 2])
     with left:
-        st.markdown(f"**{view.capitalize()} {channel}** — {VIEW_HELP[view]} · {slot_label(fr.slot, s.origin)}")
+        ahead = f" · {horizon_label(horizon)} ahead" if view != "actual" else ""
+        st.markdown(f"**{view.capitalize()} {channel}** — {VIEW_HELP[view]}{ahead} · {slot_label(fr.slot, s.origin)}")
         if s.has_origin and st.session_state.get("on_map"):
             spec = GridSpec(s.grid_origin_lat, s.grid_origin_lon)
             st.pydeck_chart(render.deck(render.colorize(fr.values, fr.scale, fr.blank), fr.blank, spec),

@@ -82,8 +82,9 @@ def workers_panel(s: DashboardSettings) -> None:
         st.bar_chart(dead.set_index("reason"), height=180, horizontal=True)
 
 
-def error_panel(s: DashboardSettings, city: str) -> None:
-    err = readers.errors(data.client(s), data.keys(s), city, last=s.history_slots * 2)
+def error_panel(s: DashboardSettings, city: str, horizon: int = 1) -> None:
+    err = readers.errors(data.client(s), data.keys(s), city, last=s.history_slots * 2, horizon=horizon)
+    st.caption(f"forecasts made {horizon} slot(s) ({30 * horizon} min) before the slot they are for")
     if len(err["slot"]) == 0:
         st.info("No live forecast error yet: it appears once a slot that had a forecast closes "
                 "(needs the worker's forecaster).", icon="ℹ️")

@@ -43,7 +43,7 @@ def add_text(snap: Snapshot, text: str) -> Snapshot:
                 snap.close_sum += s.value
             elif s.name == "mobstream_slot_close_seconds_count":
                 snap.close_count += s.value
-            elif s.name == "mobstream_forecast_mae":
+            elif s.name == "mobstream_forecast_mae" and s.labels.get("horizon", "1") == "1":
                 # Every worker assembles some slots; the gauge of any one is the city's last error.
                 snap.mae[s.labels.get("model", "?")] = s.value
     snap.dead = dict(dead)

@@ -3,7 +3,8 @@
 `model_input` is THE function that turns cells' 8-slot channel windows into the model input; the
 trainer, the evaluator and the online `FlowForecaster` all call it, so the features cannot drift.
 Layout: `seq` (N, 8, 7) per slot [log1p channels standardised (3), time of day sin/cos, day of
-week sin/cos] and `static` (N, 85) the cell's POI features (log1p counts, z-scored over the grid).
+week sin/cos] and `static` (N, S) the cell's static features, log1p and z-scored over the grid: its
+85 POI counts, and for models trained with cell levels its 3 mean counts over the training period.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ N_CHANNELS = 3
 N_TIME = 4
 N_DYNAMIC = N_CHANNELS + N_TIME
 N_POI = 85
+N_LEVELS = N_CHANNELS  # a cell's mean count per channel over the training period, after the POI columns
 _WEEK = 7 * SLOTS_PER_DAY
 
 
@@ -78,7 +80,7 @@ def fit_poi_stats(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def poi_features(table_rows: np.ndarray, stats: FeatureStats) -> np.ndarray:
-    """(N, 85) POI counts -> normalised features."""
+    """(N, S) static table rows (POI counts, then any cell levels) -> normalised features."""
     f = np.log1p(np.asarray(table_rows, dtype=np.float32))
     return ((f - np.float32(stats.poi_mean)) / np.float32(stats.poi_std)).astype(np.float32)
 
@@ -123,12 +125,12 @@ def window_features(channels: np.ndarray, end_slot, stats: FeatureStats) -> np.n
 
 
 def model_input(channels: np.ndarray, end_slot, poi_feats: np.ndarray, stats: FeatureStats) -> tuple[np.ndarray, np.ndarray]:
-    """Windows of counts -> (seq (N, 8, 7), static (N, 85)) float32.
+    """Windows of counts -> (seq (N, 8, 7), static (N, S)) float32.
 
     channels: (N, 8, 3) counts, oldest slot first; end_slot: the window's last slot (int or (N,));
-    poi_feats: (N, 85) from `poi_features`.
+    poi_feats: (N, S) from `poi_features` (S = 85 POI columns, + N_LEVELS with cell levels).
     """
     seq = window_features(channels, end_slot, stats)
-    if poi_feats.shape != (len(seq), N_POI):
-        raise FeatureError(f"poi_feats has shape {poi_feats.shape}, expected ({len(seq)}, {N_POI})")
+    if poi_feats.shape not in ((len(seq), N_POI), (len(seq), N_POI + N_LEVELS)):
+        raise FeatureError(f"poi_feats has shape {poi_feats.shape}, expected ({len(seq)}, {N_POI}) or ({len(seq)}, {N_POI + N_LEVELS})")
     return seq, np.ascontiguousarray(poi_feats, dtype=np.float32)

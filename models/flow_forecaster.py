@@ -1,7 +1,7 @@
-"""FlowForecaster: the online flow model interface (load a checkpoint, forecast every cell's next slot).
+"""FlowForecaster: the online flow model interface (load a checkpoint, forecast every cell's next 1..H slots).
 
 The stream calls `FlowForecaster.load(path)` once and `.predict(channels, end_slot, cell_ids)` per
-closed slot. Features come from `models/features.py` exactly as in training, and the POI table and
+closed slot; it returns expected counts (N, H, 3) for slots end_slot + 1 .. end_slot + H. Features come from `models/features.py` exactly as in training, and the POI table and
 normalisation statistics come from the checkpoint, so the online side needs no data file.
 """
 
@@ -28,9 +28,10 @@ def _families() -> dict:
 
 
 def build_model(kind: str, model_args: dict):
-    """Rebuild a flow model from its checkpoint `model_args`."""
+    """Rebuild a flow model from its checkpoint `model_args`. Checkpoints written before the multi-horizon
+    head have no `horizons` field: they forecast one slot, so they rebuild with horizons=1."""
     cls, cfg = _families()[kind]
-    return cls(cfg(**model_args))
+    return cls(cfg(**{"horizons": 1, **model_args}))
 
 
 class FlowForecaster:
@@ -53,9 +54,15 @@ class FlowForecaster:
             self._static = torch.cat([model.static_part(poi[i : i + BATCH]) for i in range(0, len(poi), BATCH)])  # (G*G, K)
         self._scale = torch.tensor(stats.target_scale, dtype=torch.float32, device=self.device)
 
+    @property
+    def horizons(self) -> int:
+        """H: predict() forecasts slots end_slot + 1 .. end_slot + H."""
+        return int(self.model.config.horizons)
+
     @classmethod
     def load(cls, path, poi: np.ndarray | None = None) -> "FlowForecaster":
-        """Load a flow checkpoint; `poi` (optional) overrides its POI table: (G*G, 85) counts per cell."""
+        """Load a flow checkpoint; `poi` (optional) overrides its POI table: (G*G, 85) counts per cell (a model
+        trained with cell levels keeps the checkpoint's levels beside it)."""
         payload = checkpoint.load(path, tuple(_families()))
         extra = payload.get("extra", {})
         try:
@@ -63,18 +70,21 @@ class FlowForecaster:
             model.load_state_dict(payload["state_dict"])
             stats = FeatureStats.from_dict(extra["feature_stats"])
             grid = int(extra["grid_size"]) ** 2
-            if poi is None:
-                poi = np.zeros((grid, N_POI), dtype=np.float32)
-                poi[extra["poi_cells"].numpy()] = extra["poi_counts"].numpy()
+            width = int(model.config.n_static)  # 85 POI columns, then N_LEVELS cell levels when trained with them
+            table = np.zeros((grid, width), dtype=np.float32)
+            table[extra["poi_cells"].numpy()] = extra["poi_counts"].numpy()
         except Exception as exc:
             raise CheckpointError(f"checkpoint {path} does not hold a usable flow model: {exc}") from exc
-        poi = np.asarray(poi, dtype=np.float32)
-        if poi.shape != (grid, N_POI):
-            raise CheckpointError(f"POI table for {path} has shape {poi.shape}, expected ({grid}, {N_POI})")
-        return cls(model, payload["kind"], payload["version"], stats, poi, extra)
+        if poi is not None:
+            poi = np.asarray(poi, dtype=np.float32)
+            if poi.shape != (grid, N_POI):
+                raise CheckpointError(f"POI table for {path} has shape {poi.shape}, expected ({grid}, {N_POI})")
+            table[:, :N_POI] = poi
+        return cls(model, payload["kind"], payload["version"], stats, table, extra)
 
     def predict(self, channels: np.ndarray, end_slot: int, cell_ids: np.ndarray) -> np.ndarray:
-        """(N, 8, 3) counts oldest first, the window's last slot, (N,) dense cell ids -> (N, 3) counts for end_slot + 1."""
+        """(N, 8, 3) counts oldest first, the window's last slot, (N,) dense cell ids -> (N, H, 3) expected
+        counts, row h-1 for slot end_slot + h."""
         import torch
 
         channels = np.asarray(channels, dtype=np.float32)
@@ -90,7 +100,7 @@ class FlowForecaster:
         # window part; each cell then adds its precomputed POI part. Same numbers as model.forward.
         first, inverse = distinct(channels.reshape(len(channels), -1))
         seq = window_features(channels[first], int(end_slot), self.stats)  # (U, 8, 7)
-        out = np.empty((len(channels), N_CHANNELS), dtype=np.float32)
+        out = np.empty((len(channels), self.horizons, N_CHANNELS), dtype=np.float32)
         with torch.inference_mode():
             seq_t = torch.from_numpy(seq).to(self.device)
             win = torch.cat([self.model.window_head(seq_t[i : i + BATCH]) for i in range(0, len(seq), BATCH)]) if len(seq) else None
@@ -98,6 +108,6 @@ class FlowForecaster:
             cells_t = torch.from_numpy(cell_ids).to(self.device)
             for i in range(0, len(channels), BATCH):
                 pre = win[inverse_t[i : i + BATCH]] + self._static[cells_t[i : i + BATCH]]  # (B, K)
-                out[i : i + BATCH] = (self.model.finish(pre) * self._scale).cpu().numpy()
-        out += target_offset(channels[:, -1], self.model.config.target)
+                out[i : i + BATCH] = (self.model.finish(pre) * self._scale).cpu().numpy()  # (B, H, 3)
+        out += target_offset(channels[:, -1], self.model.config.target)[:, None]  # the last slot, for every horizon
         return np.maximum(out, 0, out=out)

@@ -1,4 +1,4 @@
-"""FlowLSTM: forecasts a cell's next-slot flow channels from its 8-slot window and its POI features.
+"""FlowLSTM: forecasts a cell's flow channels 1..H slots ahead from its 8-slot window and its POI features.
 
 The LSTM reads only the per-slot features (channels + time); the cell's static POI features join
 after it, in the head. Identical windows then share one LSTM pass, which lets the online side
@@ -27,17 +27,38 @@ class FlowLSTMConfig:
     static_dim: int = 16
     head_dim: int = 64
     dropout: float = 0.0
-    loss: str = "l1"  # see flow_loss
+    loss: str = "poisson"  # see flow_loss
     target: str = "level"  # or "change" from the window's last slot: models.features.target_offset
+    horizons: int = 4  # slots ahead forecast at once; checkpoints without the field hold 1 (models.flow_forecaster)
 
 
-LOSSES = {"l1": F.l1_loss, "huber": F.smooth_l1_loss, "mse": F.mse_loss}
+def _poisson(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.poisson_nll_loss(pred, target, log_input=False, eps=1e-6)
+
+
+# poisson and mse target the conditional mean (expected counts); l1 the median (0 on sparse cells); huber between.
+LOSSES = {"poisson": _poisson, "mse": F.mse_loss, "l1": F.l1_loss, "huber": F.smooth_l1_loss}
+MAX_LOG_RATE = 12.0  # exp(12) ~ 160,000 x the channel scale: far above any cell count, keeps exp finite
 
 
 def flow_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """Loss on scaled counts. l1 (default) targets the conditional median, which is what minimises MAE
-    on sparse counts; mse targets the mean (best for MSE/RMSE); huber sits between."""
+    """Loss on scaled counts (B, H, n_out). Poisson NLL (the default) on count / scale has the same
+    minimiser as on counts, the conditional mean; it weighs an error on a busy cell less than MSE does."""
     return LOSSES[kind](pred, target)
+
+
+def link(raw: torch.Tensor, loss: str) -> torch.Tensor:
+    """The output layer's values -> scaled counts: exp (a log link, always > 0) for the Poisson loss, else as is."""
+    return torch.exp(raw.clamp(max=MAX_LOG_RATE)) if loss == "poisson" else raw
+
+
+def check_config(loss: str, target: str, horizons: int) -> None:
+    if loss not in LOSSES:
+        raise ValueError(f"loss {loss!r} must be one of {', '.join(LOSSES)}")
+    if loss == "poisson" and target != "level":
+        raise ValueError("the poisson loss forecasts counts (target level); a change can be negative")
+    if horizons < 1:
+        raise ValueError(f"horizons must be >= 1, got {horizons}")
 
 
 _HASH = np.random.default_rng(0).integers(1, 2**63, 4096, dtype=np.uint64) | np.uint64(1)  # odd multipliers
@@ -74,11 +95,12 @@ def distinct_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class FlowLSTM(nn.Module):
     def __init__(self, config: FlowLSTMConfig):
         super().__init__()
+        check_config(config.loss, config.target, config.horizons)
         self.config = config
         c = config
         self.lstm = nn.LSTM(c.n_dynamic, c.hidden, c.n_layers, batch_first=True, dropout=c.dropout if c.n_layers > 1 else 0.0)
         self.static = nn.Sequential(nn.Linear(c.n_static, c.static_dim), nn.GELU())
-        self.head = nn.Sequential(nn.Linear(c.hidden + c.static_dim + c.n_dynamic, c.head_dim), nn.GELU(), nn.Linear(c.head_dim, c.n_out))
+        self.head = nn.Sequential(nn.Linear(c.hidden + c.static_dim + c.n_dynamic, c.head_dim), nn.GELU(), nn.Linear(c.head_dim, c.horizons * c.n_out))
 
     def encode(self, seq: torch.Tensor) -> torch.Tensor:
         """(B, 8, n_dynamic) -> (B, hidden): the LSTM state after the window's last slot."""
@@ -86,7 +108,7 @@ class FlowLSTM(nn.Module):
         return out[:, -1]
 
     def decode(self, h: torch.Tensor, seq: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
-        return self.finish(self.window_part(h, seq) + self.static_part(static))  # (B, n_out) scaled counts
+        return self.finish(self.window_part(h, seq) + self.static_part(static))  # (B, H, n_out) scaled counts
 
     # The head's first layer is split by input: its POI columns depend on the cell only, so the
     # online side computes static_part once per cell, and window_part once per distinct window.
@@ -104,8 +126,10 @@ class FlowLSTM(nn.Module):
         return h @ w[:, : c.hidden].T + seq[:, -1] @ w[:, c.hidden + c.static_dim :].T
 
     def finish(self, pre: torch.Tensor) -> torch.Tensor:
-        """(B, head_dim) first-layer pre-activations -> (B, n_out) scaled counts."""
-        return self.head[2](self.head[1](pre))
+        """(B, head_dim) first-layer pre-activations -> (B, H, n_out) scaled counts, H = horizons."""
+        c = self.config
+        raw = self.head[2](self.head[1](pre)).reshape(len(pre), c.horizons, c.n_out)  # (B, H * n_out) -> (B, H, n_out)
+        return link(raw, c.loss)
 
     def window_head(self, seq: torch.Tensor) -> torch.Tensor:
         """(U, 8, n_dynamic) distinct windows -> (U, head_dim), for `finish(window_head[inverse] + static_part)`."""

@@ -24,8 +24,9 @@ City (once per closed slot and partition):
   <app>:{city:<c>}:latest              string last slot with flows (the dashboard's "now")
   <app>:{city:<c>}:flow:<slot>         hash   cell -> "occ,in,out": the sum of the shares
   <app>:{city:<c>}:flowj:<slot>        string the same flows in one JSON value [[cell...], [occ, in, out, ...]]
-  <app>:{city:<c>}:fc:<slot>           hash   cell -> JSON forecast made at the close of <slot>
-  <app>:{city:<c>}:fcn:<slot>          string the same forecasts packed (int32 cells, float32 (n, 3) counts)
+  <app>:{city:<c>}:fc:<slot>           hash   cell -> JSON forecast made at the close of <slot> for <slot>+1;
+                                       fc:<slot>:h<h> beside it for <slot>+h (h = 2..FORECAST_HORIZONS)
+  <app>:{city:<c>}:fcn:<slot>          string the same forecasts packed ("version H", int32 cells, float32 (n, H, 3))
   <app>:{city:<c>}:err                 hash   slot -> JSON live forecast error
   <app>:{city:<c>}:unpub               zset   assembled slots whose outputs are not yet published
   <app>:{city:<c>}:outs                zset   published slots whose per-slot outputs are kept
@@ -39,6 +40,9 @@ cell = dense id (y-1)*200 + (x-1) (models.grid.cell_id); uid as sent (ints in de
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
+FORECAST_HORIZONS = 4  # forecasts are kept for horizons 1..this (fc:<slot>, fc:<slot>:h2, ...)
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,7 @@ class Keys:
     def slot_outputs(self, city: str, slot: int) -> list[str]:
         """The per-slot output keys the retention trim deletes."""
         return [self.flow(city, slot), self.flow_packed(city, slot), self.forecast(city, slot),
-                self.forecast_packed(city, slot)]
+                self.forecast_packed(city, slot)] + [self.forecast_ahead(city, slot, h) for h in range(2, FORECAST_HORIZONS + 1)]
 
     # -- untagged
     def embedding(self, city: str, uid: str) -> str:
@@ -111,3 +115,9 @@ class Keys:
     @property
     def parts(self) -> str:
         return f"{self.app}:parts"
+
+    def forecast_ahead(self, city: str, made_at: int, horizon: int) -> str:
+        """hash cell -> JSON forecast made at the close of <made_at> for <made_at> + horizon: horizon 1 is
+        `forecast` (fc:<slot>), horizon h > 1 the same key with ":h<h>" appended."""
+        base = self.forecast(city, made_at)
+        return base if horizon == 1 else f"{base}:h{horizon}"

@@ -28,8 +28,9 @@ FORECASTS = Counter("mobstream_forecasts_total", "Cell forecasts emitted to the 
 EMBEDDINGS = Counter("mobstream_embeddings_total", "User embeddings emitted to the user-embeddings topic.")
 INFERENCE_SECONDS = Histogram("mobstream_inference_seconds", "Wall time of one model call (all cells or users of a slot).",
                               ["model"], buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
-FORECAST_MAE = Gauge("mobstream_forecast_mae", "Mean absolute error of the last closed slot's forecast, "
-                     "over cells and channels, beside the persistence baseline's.", ["model"])
+FORECAST_MAE = Gauge("mobstream_forecast_mae", "Mean absolute error of the last closed slot's forecast made `horizon` "
+                     "slots before, over cells and channels, beside the persistence baseline's.", ["model", "horizon"])
+FORECAST_RMSE = Gauge("mobstream_forecast_rmse", "Root mean squared error, as mobstream_forecast_mae.", ["model", "horizon"])
 STATE_RELOADS = Counter("mobstream_state_reloads_total", "Partitions reloaded from Redis because another owner "
                         "wrote them since this worker loaded them (a rebalance).")
 REPARTITIONED = Counter("mobstream_repartitioned_pings_total", "Pings forwarded to the partition that owns their "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import logging
 import os
 import time
@@ -19,12 +20,15 @@ import orjson
 
 from models.grid import cell_xy
 from models.slots import WINDOW_SLOTS
+from models.flow_scores import scores
 from stream import metrics as m
 from stream.exceptions import StreamError
+from stream.keys import FORECAST_HORIZONS
 from stream.redis_client import is_cluster
 from stream.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
+HORIZONS = FORECAST_HORIZONS  # the live error reads back forecasts made up to this many slots before (fcn:<slot - h>)
 
 
 class CheckpointSettingError(StreamError):
@@ -79,10 +83,6 @@ class Watched:
         return self.model
 
 
-def _mae(a: np.ndarray, b: np.ndarray) -> float | None:
-    return float(np.abs(a - b).mean()) if a.size else None
-
-
 def embedding_doc(uid: str, city: str, slot: int, version: str, vec: np.ndarray) -> bytes:
     """The self-describing embedding record (Redis `emb:<uid>` and topic `user-embeddings`):
     the vector as base64 of little-endian float32 bytes (2.7 kB for 512 dims, exact, vs ~10 kB of JSON floats)."""
@@ -103,14 +103,14 @@ def embedding_docs(uids: list[str], city: str, slot: int, version: str, vecs: np
 _FRAC = np.array([b".0"] + [(b".%04d" % r).rstrip(b"0") for r in range(1, 10_000)], dtype="S5")
 
 
-def forecast_records(city: str, slot: int, version: str, cells: np.ndarray, pred: np.ndarray) -> list[bytes]:
-    """The forecasts topic's JSON record per cell, `{"city","slot": slot+1,"made_at": slot,"version","cell","x",
-    "y","occ","in","out"}` with counts rounded to 4 decimals, byte for byte what orjson writes for that dict,
+def forecast_records(city: str, slot: int, version: str, cells: np.ndarray, pred: np.ndarray, horizon: int = 1) -> list[bytes]:
+    """The forecasts topic's JSON record per cell, `{"city","slot": slot+horizon,"made_at": slot,"horizon","version",
+    "cell","x","y","occ","in","out"}` (expected counts `horizon` slots after the close of `slot`) rounded to 4 decimals, byte for byte what orjson writes for that dict,
     in a third to a half of the time: counts become integer and fraction parts in numpy, then one bytes
     template per record.
     Counts that are negative, huge or not finite take orjson itself."""
     x, y = cell_xy(cells)
-    head = {"city": city, "slot": slot + 1, "made_at": slot, "version": version}
+    head = {"city": city, "slot": slot + horizon, "made_at": slot, "horizon": horizon, "version": version}
     pred = np.asarray(pred, dtype=np.float64).round(4)  # (N, 3)
     if not (np.isfinite(pred).all() and (pred >= 0).all() and (pred < 1e9).all()):
         dumps = orjson.dumps
@@ -126,14 +126,19 @@ def forecast_records(city: str, slot: int, version: str, cells: np.ndarray, pred
 
 
 def pack_forecasts(version: str, cells: np.ndarray, pred: np.ndarray) -> bytes:
-    """`fcn:<slot>`: version, newline, int32 cells (n,), float32 counts (n, 3), little-endian."""
-    return version.encode() + b"\n" + cells.astype("<i4").tobytes() + pred.astype("<f4").tobytes()
+    """`fcn:<slot>`: "<version> <H>", newline, int32 cells (n,), float32 counts (n, H, 3), little-endian.
+    A value without " <H>" (written before forecasts had horizons) holds (n, 1, 3)."""
+    pred = np.asarray(pred).reshape(len(cells), -1, 3)  # (n, H, 3)
+    return b"%s %d\n" % (version.encode(), pred.shape[1]) + cells.astype("<i4").tobytes() + pred.astype("<f4").tobytes()
 
 
 def unpack_forecasts(raw: bytes) -> tuple[str, np.ndarray, np.ndarray]:
-    version, _, body = raw.partition(b"\n")
-    n = len(body) // 16
-    return version.decode(), np.frombuffer(body[: 4 * n], "<i4").astype(np.int64), np.frombuffer(body[4 * n:], "<f4").reshape(n, 3)
+    """-> version, cells (n,), counts (n, H, 3)."""
+    head, _, body = raw.partition(b"\n")
+    version, _, h = head.partition(b" ")
+    h = int(h) if h else 1
+    n = len(body) // (4 + 12 * h)
+    return version.decode(), np.frombuffer(body[: 4 * n], "<i4").astype(np.int64), np.frombuffer(body[4 * n:], "<f4").reshape(n, h, 3)
 
 
 def parse_flow(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -263,14 +268,16 @@ class Outputs:
         self.redis, self.producer = redis, producer
         self._set_many = redis.register_script(lua.SET_MANY)
 
-    async def _read(self, city: str, slots: list[int]) -> tuple[list[tuple[np.ndarray, np.ndarray]], bytes | None]:
-        """The slots' assembled flows as (cells (n,), counts (n, 3)) and the packed forecast made at the
-        slot before the last: one round trip of 9 string values (not 8 x 40,000 hash fields)."""
+    async def _read(self, city: str, slots: list[int]) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[bytes | None]]:
+        """The slots' assembled flows as (cells (n,), counts (n, 3)) and the packed forecasts made 1..HORIZONS
+        slots before the last: one round trip of 12 string values (not 8 x 40,000 hash fields)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for s in slots:
                 pipe.get(self.keys.flow_packed(city, s))
-            pipe.get(self.keys.forecast_packed(city, slots[-1] - 1))
-            *got, prev = await pipe.execute()
+            for h in range(1, HORIZONS + 1):
+                pipe.get(self.keys.forecast_packed(city, slots[-1] - h))
+            got = await pipe.execute()
+        got, prev = got[: len(slots)], got[len(slots):]
         flows, parsed = [], {}
         for s, raw in zip(slots, got):
             if raw is None:  # assembled before the packed copy existed: the hash holds the same flows
@@ -290,28 +297,29 @@ class Outputs:
 
     async def _slot(self, city: str, slot: int) -> None:
         model = self.forecaster.get()
-        # Without a forecaster only the live persistence error is made, which needs two slots, not eight.
-        slots = list(range(slot - (WINDOW_SLOTS if model is not None else 2) + 1, slot + 1))
+        # Without a forecaster only the live persistence error is made, which needs HORIZONS + 1 slots, not eight.
+        slots = list(range(slot - max(WINDOW_SLOTS if model is not None else 0, HORIZONS + 1) + 1, slot + 1))
         flows, prev = await self._read(city, slots)
         cells, at = _union(c for c, _ in flows)
-        chan = np.zeros((len(cells), len(slots), 3), dtype=np.float32)  # (N, 8 or 2, 3)
+        chan = np.zeros((len(cells), len(slots), 3), dtype=np.float32)  # (N, 8 or 5, 3)
         for j, (c, counts) in enumerate(flows):
             chan[at[c], j] = counts
         err = self._error(slot, cells, chan, prev)
         writes = [("HSET", self.keys.errors(city), str(slot), orjson.dumps(err)), ("EXPIRE", self.keys.errors(city), self.s.ttl)]
         queued = None
         if model is not None and len(cells):
-            docs, pred = self._forecast(model, city, slot, cells, chan)
+            docs, pred = self._forecast(model, city, slot, cells, chan[:, -WINDOW_SLOTS:])  # docs[h - 1]: horizon h
             key = city.encode().replace(b"%", b"%%") + b":%d"
+            keys = [key % c for c in cells.tolist()]
             # Queued in a thread while Redis stores the same records (as for embeddings).
             queued = asyncio.get_running_loop().run_in_executor(
-                None, produce_all, self.producer, self.s.topics.forecasts, list(zip([key % c for c in cells.tolist()], docs)))
-            fc = self.keys.forecast(city, slot)
-            fields = [None] * (2 * len(cells))
-            fields[::2], fields[1::2] = cells.tolist(), docs
-            writes += [("SET", self.keys.forecast_packed(city, slot), pack_forecasts(model.version, cells, pred),
-                        "EX", self.s.ttl),
-                       ("DEL", fc), ("HSET", fc, *fields), ("EXPIRE", fc, self.s.ttl)]
+                None, produce_all, self.producer, self.s.topics.forecasts, itertools.chain.from_iterable(zip(keys, d) for d in docs))
+            writes.append(("SET", self.keys.forecast_packed(city, slot), pack_forecasts(model.version, cells, pred), "EX", self.s.ttl))
+            for h, d in enumerate(docs, 1):
+                fc = self.keys.forecast_ahead(city, slot, h)
+                fields = [None] * (2 * len(cells))
+                fields[::2], fields[1::2] = cells.tolist(), d
+                writes += [("DEL", fc), ("HSET", fc, *fields), ("EXPIRE", fc, self.s.ttl)]
         try:
             # One transaction packed in C: redis-py packing 40,000 hash fields cost more than the prediction's
             # overhead, and a Lua script's 40,000 near-identical strings collide in Lua's string table (seconds).
@@ -319,31 +327,40 @@ class Outputs:
         finally:
             if queued is not None:
                 await queued
-                m.FORECASTS.inc(len(cells))
+                m.FORECASTS.inc(len(cells) * len(docs))
 
-    def _forecast(self, model, city: str, slot: int, cells: np.ndarray, chan: np.ndarray) -> tuple[list[bytes], np.ndarray]:
-        """Predict; one JSON record per cell (in cell order) and the rounded counts (N, 3)."""
+    def _forecast(self, model, city: str, slot: int, cells: np.ndarray, chan: np.ndarray) -> tuple[list[list[bytes]], np.ndarray]:
+        """Predict; per horizon one JSON record per cell (in cell order), and the rounded counts (N, H, 3)."""
         t0 = time.perf_counter()
-        pred = np.asarray(model.predict(chan, slot, cells), dtype=np.float64)  # (N, 3)
+        pred = np.asarray(model.predict(chan, slot, cells), dtype=np.float64).reshape(len(cells), -1, 3)  # (N, H, 3)
         m.INFERENCE_SECONDS.labels("forecaster").observe(time.perf_counter() - t0)
-        return forecast_records(city, slot, model.version, cells, pred), pred.round(4)
+        docs = [forecast_records(city, slot, model.version, cells, pred[:, h - 1], h) for h in range(1, pred.shape[1] + 1)]
+        return docs, pred.round(4)
 
-    def _error(self, slot: int, cells: np.ndarray, chan: np.ndarray, prev: bytes | None) -> dict:
-        """The forecast made at slot-1 for this slot, and persistence (slot-1's actuals), against the actuals."""
-        actual, before = chan[:, -1], chan[:, -2]
-        doc = {"slot": slot, "cells": len(cells), "persistence": _mae(before, actual), "model": None}
-        if prev:
-            version, fc_cells, fc_pred = unpack_forecasts(prev)
-            fc = np.zeros_like(actual)  # a cell the model did not forecast counts as 0
-            at = np.searchsorted(cells, fc_cells)
-            hit = (at < len(cells)) & (cells[np.minimum(at, len(cells) - 1)] == fc_cells) if len(cells) else at < 0
-            fc[at[hit]] = fc_pred[hit]
-            doc["model"] = _mae(fc, actual)
-            doc["version"] = version
-        if doc["persistence"] is not None:
-            m.FORECAST_MAE.labels("persistence").set(doc["persistence"])
-        if doc["model"] is not None:
-            m.FORECAST_MAE.labels("forecaster").set(doc["model"])
+    def _error(self, slot: int, cells: np.ndarray, chan: np.ndarray, prev: list[bytes | None]) -> dict:
+        """Per horizon h: the forecast made at slot-h for this slot, and persistence (slot-h's actuals), against
+        the actuals (RMSE, MAE, Poisson deviance, bias). The top-level model/persistence fields are h=1's MAE."""
+        actual = chan[:, -1]
+        doc = {"slot": slot, "cells": len(cells), "persistence": None, "model": None, "horizons": {}}
+        for h in range(1, HORIZONS + 1):
+            row = {"persistence": scores(chan[:, -1 - h], actual) if chan.shape[1] > h else None, "model": None}
+            raw = prev[h - 1] if h <= len(prev) else None
+            version, fc_cells, fc_pred = unpack_forecasts(raw) if raw else (None, None, np.zeros((0, 0, 3)))
+            if fc_pred.shape[1] >= h:  # the forecast made h slots ago reached this slot
+                fc = np.zeros_like(actual)  # a cell the model did not forecast counts as 0
+                at = np.searchsorted(cells, fc_cells)
+                hit = (at < len(cells)) & (cells[np.minimum(at, len(cells) - 1)] == fc_cells) if len(cells) else at < 0
+                fc[at[hit]] = fc_pred[hit, h - 1]
+                row["model"], row["version"] = scores(fc, actual), version
+            doc["horizons"][str(h)] = row
+            for name, label in (("persistence", "persistence"), ("model", "forecaster")):
+                if row[name] is not None:
+                    m.FORECAST_MAE.labels(label, str(h)).set(row[name]["mae"])
+                    m.FORECAST_RMSE.labels(label, str(h)).set(row[name]["rmse"])
+        first = doc["horizons"]["1"]
+        doc["persistence"] = first["persistence"]["mae"] if first["persistence"] else None
+        if first["model"] is not None:
+            doc["model"], doc["version"] = first["model"]["mae"], first["version"]
         return doc
 
     async def on_closed(self, part, city, slot, uids, cells) -> None:

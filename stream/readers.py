@@ -154,10 +154,23 @@ def parse_forecasts(h: dict, key: str, size: int = GRID_SIZE) -> np.ndarray:
     return grid.reshape(3, size, size)  # (C, y, x)
 
 
-def forecast_grid(r, keys: Keys, city: str, made_at: int, size: int = GRID_SIZE) -> np.ndarray:
-    """The forecast made at the close of `made_at` for slot made_at + 1, dense (3, size, size), NaN = none."""
-    key = keys.forecast(city, made_at)
+def forecast_grid(r, keys: Keys, city: str, made_at: int, size: int = GRID_SIZE, horizon: int = 1) -> np.ndarray:
+    """The forecast made at the close of `made_at` for slot made_at + horizon, dense (3, size, size), NaN = none."""
+    key = keys.forecast_ahead(city, made_at, horizon)
     return parse_forecasts(r.hgetall(key), key, size)
+
+
+def forecast_path(r, keys: Keys, city: str, cell: int, made_at: int, horizons: int = 4) -> np.ndarray:
+    """One cell's forecast path made at the close of `made_at`: (horizons, 3), row h-1 for slot made_at + h, NaN = none."""
+    with r.pipeline(transaction=False) as pipe:
+        for h in range(1, horizons + 1):
+            pipe.hget(keys.forecast_ahead(city, made_at, h), cell)
+        got = pipe.execute()
+    out = np.full((horizons, 3), np.nan)
+    for h, v in enumerate(got, 1):
+        if v is not None:
+            out[h - 1] = _triple(orjson.loads(v), keys.forecast_ahead(city, made_at, h))
+    return out
 
 
 def _pick(doc: dict, names: tuple) -> float:
@@ -170,11 +183,13 @@ def _pick(doc: dict, names: tuple) -> float:
     return float("nan")
 
 
-def errors(r, keys: Keys, city: str, last: int | None = None) -> dict[str, np.ndarray]:
-    """The live forecast error history, oldest first: {"slot", "model", "persistence"} arrays (MAE).
+def errors(r, keys: Keys, city: str, last: int | None = None, horizon: int = 1) -> dict[str, np.ndarray]:
+    """The live forecast error history, oldest first: {"slot", "model", "persistence"} arrays (MAE) of the
+    forecasts made `horizon` slots before each slot.
 
     Each value is a JSON object with the model's and the persistence baseline's error, under
-    model/mae/forecast and persistence/persistence_mae/baseline; a missing one reads as NaN.
+    model/mae/forecast and persistence/persistence_mae/baseline, per horizon under horizons/<h> (the
+    top level is horizon 1); a missing one reads as NaN.
     """
     key = keys.errors(city)
     rows = []
@@ -185,6 +200,8 @@ def errors(r, keys: Keys, city: str, last: int | None = None) -> dict[str, np.nd
             raise ReadError(f"{key}: field {_s(s)} is not JSON ({exc})") from exc
         if not isinstance(doc, dict):
             raise ReadError(f"{key}: field {_s(s)} is not a JSON object")
+        if horizon != 1 or isinstance(doc.get("horizons"), dict):
+            doc = (doc.get("horizons") or {}).get(str(horizon)) or {}
         rows.append((int(s), _pick(doc, ("model", "mae", "forecast")),
                      _pick(doc, ("persistence", "persistence_mae", "baseline"))))
     rows.sort()

@@ -1,4 +1,4 @@
-"""Figures for `evaluate flow`: occupancy maps (actual, forecast, error) and error by time of day."""
+"""Figures for `evaluate flow`: occupancy maps (actual, forecast, error), error by time of day, reliability and per-slot totals."""
 
 from __future__ import annotations
 
@@ -19,6 +19,20 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _label(ax, xlabel: str, ylabel: str, title: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+
+
+def _save(plt, fig, path: Path, dpi: int) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
 
 
 def representative(slots: np.ndarray) -> list[int]:
@@ -55,26 +69,41 @@ def maps(path: Path, data, cells: np.ndarray, targets: np.ndarray, actual: np.nd
             ax.set_title(f"{title}: day {d} ({DAYS[weekday(d)]}) {t // 2:02d}:{30 * (t % 2):02d}", fontsize=9)
             fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle("Occupancy per cell (x east, y north)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, 80)
 
 
 def error_by_time_of_day(path: Path, slots: np.ndarray, actual: np.ndarray, preds: dict) -> Path:
-    """Occupancy MAE by slot of day for every model."""
+    """Occupancy RMSE by slot of day for every model (one slot ahead)."""
     plt = _pyplot()
     tod = np.asarray(slots) % SLOTS_PER_DAY
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for name, p in preds.items():
-        err = np.abs(p[..., 0] - actual[..., 0]).mean(axis=1)  # (T,)
-        mae = np.bincount(tod, weights=err, minlength=SLOTS_PER_DAY) / np.maximum(np.bincount(tod, minlength=SLOTS_PER_DAY), 1)
-        ax.plot(np.arange(SLOTS_PER_DAY) / 2, mae, label=name, lw=2.5 if name == "flow_lstm" else 1.2)
-    ax.set_xlabel("time of day (h)")
-    ax.set_ylabel("occupancy MAE (users per cell)")
-    ax.set_title("Test-period occupancy error by time of day")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+        err = ((p[..., 0] - actual[..., 0]) ** 2).mean(axis=1)  # (T,) mean squared error per slot
+        mse = np.bincount(tod, weights=err, minlength=SLOTS_PER_DAY) / np.maximum(np.bincount(tod, minlength=SLOTS_PER_DAY), 1)
+        ax.plot(np.arange(SLOTS_PER_DAY) / 2, np.sqrt(mse), label=name, lw=2.5 if name == "flow_lstm" else 1.2)
+    _label(ax, "time of day (h)", "occupancy RMSE (users per cell)", "Test-period occupancy error by time of day, 30 min ahead")
+    return _save(plt, fig, path, 90)
+
+
+def calibration_plot(path: Path, bins: dict, slots: np.ndarray, totals: dict) -> Path:
+    """Left: reliability of FlowLSTM's occupancy per horizon (mean actual against mean forecast per forecast
+    bin, log-log; the diagonal is calibrated). Right: per test slot, the city's total occupancy, actual and forecast."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    lo = hi = None
+    for h, rows in bins.items():
+        f = np.array([r["mean_forecast"] for r in rows])
+        a = np.array([r["mean_actual"] for r in rows])
+        keep = (f > 0) & (a > 0)
+        left.loglog(f[keep], a[keep], "o-", label=f"h={h} ({30 * int(h)} min)", ms=4)
+        if keep.any():
+            lo = min(lo or np.inf, f[keep].min(), a[keep].min())
+            hi = max(hi or 0, f[keep].max(), a[keep].max())
+    if lo is not None:
+        left.loglog([lo, hi], [lo, hi], "k--", lw=1, label="calibrated")
+    _label(left, "mean forecast per bin (people per cell)", "mean actual", "Reliability, FlowLSTM occupancy")
+    hours = (np.asarray(slots) - slots[0]) / 2
+    for name, series in totals.items():
+        right.plot(hours, series, label=name, lw=2.0 if name == "actual" else 1.0)
+    _label(right, "hours into the test period", "sum of occupancy over scored cells", "Calibration per slot: forecast totals vs actual")
+    return _save(plt, fig, path, 80)

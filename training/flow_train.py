@@ -1,10 +1,11 @@
-"""`mobstream train flow`: fits FlowLSTM and the linear baseline on a temporal split of the flow tensor.
+"""`mobstream train flow`: fits FlowLSTM and the linear baseline (slots 1..H ahead) on a temporal split of the flow tensor.
 
 Time is never shuffled across the split: the last `test_frac` of slots is held out for
 `evaluate flow`; inside the training period the last `val_frac` of slots is the validation tail
 that drives early stopping. Examples are (cell, target slot) pairs drawn uniformly, each epoch
 afresh, from the scored cells (occupied at least once in the training period) and the training
-targets, so the loss weighs cells and hours exactly as the evaluation does.
+targets, so the loss weighs cells and hours exactly as the evaluation does. A pair's target is the
+H slots from its target slot on, all inside the pair's period.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.features import FeatureStats, fit_channel_stats, fit_poi_stats, model_input, poi_features, target_offset
+from models.features import N_LEVELS, FeatureStats, fit_channel_stats, fit_poi_stats, model_input, poi_features, target_offset
 from models.slots import WINDOW_SLOTS
 from training.exceptions import TrainingError
 from mobstream.paths import runs_dir
@@ -36,15 +37,17 @@ class FlowTrainSettings:
     val_frac: float = 0.15
     epochs: int = 40
     patience: int = 4
-    samples_per_epoch: int = 60_000
+    samples_per_epoch: int = 240_000
     val_samples: int = 30_000
     batch: int = 1024
     lr: float = 3e-3
     seed: int = 0
     device: str = "auto"
     threads: int = 0
-    loss: str = "l1"
+    loss: str = "poisson"
     target: str = "level"
+    horizons: int = 4
+    cell_levels: bool = True
 
 
 @dataclass(frozen=True)
@@ -72,33 +75,45 @@ def scored_cells(data: FlowData, split: Split) -> np.ndarray:
     return np.flatnonzero(data.counts[: split.test_start, :, 0].max(axis=0) > 0)
 
 
-def fit_stats(data: FlowData, split: Split, cells: np.ndarray) -> FeatureStats:
+def cell_table(data: FlowData, split: Split, levels: bool) -> np.ndarray:
+    """(G*G, 85 [+ 3]) the models' static input per grid cell: POI counts, then (with `levels`) the cell's mean
+    counts over the training period (0 for a cell never visited): its usual level, which 8 slots cannot show."""
+    if not levels:
+        return data.poi
+    mean = np.zeros((len(data.poi), N_LEVELS), dtype=np.float32)
+    for i in range(0, len(data.cells), 8192):  # float64 sums in blocks: a float32 copy of the tensor is GBs
+        mean[data.cells[i : i + 8192]] = data.counts[: split.test_start, i : i + 8192].mean(axis=0, dtype=np.float64)
+    return np.concatenate([data.poi, mean], axis=1)
+
+
+def fit_stats(data: FlowData, split: Split, cells: np.ndarray, table: np.ndarray) -> FeatureStats:
     mean, std, scale = fit_channel_stats(data.counts[: split.test_start][:, cells])
-    pmean, pstd = fit_poi_stats(data.poi)
+    pmean, pstd = fit_poi_stats(table)
     return FeatureStats(tuple(mean), tuple(std), tuple(scale), tuple(pmean), tuple(pstd))
 
 
-def windows(counts: np.ndarray, cell: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(B,) cell indices and target slot offsets -> input windows (B, 8, 3) and target counts (B, 3)."""
+def windows(counts: np.ndarray, cell: np.ndarray, target: np.ndarray, horizons: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(B,) cell indices and first target slot offsets -> input windows (B, 8, 3) and target counts (B, H, 3)."""
     slots = target[:, None] + np.arange(-WINDOW_SLOTS, 0)  # (B, 8) the slots before the target
-    return counts[slots, cell[:, None]], counts[target, cell]
+    ahead = target[:, None] + np.arange(horizons)  # (B, H) the target slots
+    return counts[slots, cell[:, None]], counts[ahead, cell[:, None]]
 
 
 class Batches:
     """Builds model tensors for (cell, target) pairs with `models.features.model_input`, as online."""
 
-    def __init__(self, data: FlowData, stats: FeatureStats, target: str = "level"):
-        self.data, self.stats, self.target = data, stats, target
-        self.poi = poi_features(data.poi[data.cells], stats)  # (N, 85) per active cell
+    def __init__(self, data: FlowData, stats: FeatureStats, target: str = "level", horizons: int = 1, table: np.ndarray | None = None):
+        self.data, self.stats, self.target, self.horizons = data, stats, target, horizons
+        self.poi = poi_features((data.poi if table is None else table)[data.cells], stats)  # (N, S) per active cell
         self.scale = np.float32(stats.target_scale)
 
     def tensors(self, cell: np.ndarray, target: np.ndarray, device):
         import torch
 
-        win, y = windows(self.data.counts, cell, target)
+        win, y = windows(self.data.counts, cell, target, self.horizons)
         seq, static = model_input(win, self.data.slot0 + target - 1, self.poi[cell], self.stats)
         to = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(device)  # noqa: E731
-        return to(seq), to(static), to((y - target_offset(win[:, -1], self.target)) / self.scale)
+        return to(seq), to(static), to((y - target_offset(win[:, -1], self.target)[:, None]) / self.scale)  # y (B, H, 3)
 
 
 def sample_pairs(rng: np.random.Generator, cells: np.ndarray, lo: int, hi: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,13 +143,14 @@ def fit(model, batches: Batches, cells: np.ndarray, split: Split, s: FlowTrainSe
 
     rng = np.random.default_rng(s.seed)
     torch.manual_seed(s.seed)
-    val = sample_pairs(rng, cells, split.val_start, split.test_start, s.val_samples)
+    last = s.horizons - 1  # a pair's H target slots stay inside its period
+    val = sample_pairs(rng, cells, split.val_start, split.test_start - last, s.val_samples)
     opt = torch.optim.Adam(model.parameters(), lr=s.lr)
     best, best_state, history, bad = float("inf"), None, [], 0
     t0 = time.perf_counter()
     for epoch in range(1, s.epochs + 1):
         model.train()
-        cell, target = sample_pairs(rng, cells, WINDOW_SLOTS, split.val_start, s.samples_per_epoch)
+        cell, target = sample_pairs(rng, cells, WINDOW_SLOTS, split.val_start - last, s.samples_per_epoch)
         bar = tqdm(range(0, len(cell), s.batch), desc=f"{name} epoch {epoch}", leave=False, unit="batch")
         train_loss = 0.0
         for i in bar:
@@ -160,16 +176,16 @@ def fit(model, batches: Batches, cells: np.ndarray, split: Split, s: FlowTrainSe
     return {"best_val_loss": best, "epochs": len(history), "seconds": round(time.perf_counter() - t0, 1), "history": history}
 
 
-def checkpoint_extra(data: FlowData, stats: FeatureStats, split: Split, s: FlowTrainSettings) -> dict:
-    """What the online side and the evaluator need besides the weights."""
+def checkpoint_extra(data: FlowData, table: np.ndarray, stats: FeatureStats, split: Split, s: FlowTrainSettings) -> dict:
+    """What the online side and the evaluator need besides the weights (the static table's non-empty rows)."""
     import torch
 
-    has_poi = np.flatnonzero(data.poi.any(axis=1))
+    has_poi = np.flatnonzero(table.any(axis=1))
     return {
         "feature_stats": stats.to_dict(),
         "grid_size": int(data.meta.get("grid_size", 200)),
         "poi_cells": torch.from_numpy(has_poi.astype(np.int64)),
-        "poi_counts": torch.from_numpy(data.poi[has_poi].astype(np.float32)),
+        "poi_counts": torch.from_numpy(table[has_poi].astype(np.float32)),
         "data_fingerprint": data.meta.get("fingerprint"),
         "poi_fingerprint": data.meta.get("poi_fingerprint"),
         "source": data.meta.get("source"),
@@ -180,6 +196,12 @@ def checkpoint_extra(data: FlowData, stats: FeatureStats, split: Split, s: FlowT
     }
 
 
+def linear_loss(loss: str) -> str:
+    """The linear baseline's loss: least squares (identity link) for the mean-optimal losses. A log-linear
+    Poisson model overshoots on busy cells (docs/flow.md: dense city h=1 RMSE 1.271 against 1.068)."""
+    return "mse" if loss == "poisson" else loss
+
+
 def train(s: FlowTrainSettings) -> dict:
     """Train both flow models, write their checkpoints and a metrics JSON; returns the metrics."""
     import torch
@@ -187,7 +209,7 @@ def train(s: FlowTrainSettings) -> dict:
     from models import checkpoint
     from models.flow_linear import FlowLinear, FlowLinearConfig
     from models.features import TARGETS
-    from models.flow_lstm import LOSSES, FlowLSTM, FlowLSTMConfig
+    from models.flow_lstm import LOSSES, FlowLSTM, FlowLSTMConfig, check_config
 
     if s.threads:
         torch.set_num_threads(s.threads)
@@ -197,17 +219,23 @@ def train(s: FlowTrainSettings) -> dict:
     cells = scored_cells(data, split)
     if not len(cells):
         raise TrainingError(f"{s.build.data}: no cell is occupied in the training period")
-    stats = fit_stats(data, split, cells)
-    batches = Batches(data, stats, s.target)
-    extra = checkpoint_extra(data, stats, split, s)
+    table = cell_table(data, split, s.cell_levels)
+    stats = fit_stats(data, split, cells, table)
+    batches = Batches(data, stats, s.target, s.horizons, table)
+    extra = checkpoint_extra(data, table, stats, split, s)
+    n_static = table.shape[1]
     metrics = {"data": data.meta, "split": asdict(split), "scored_cells": int(len(cells)), "device": str(device), "models": {}}
     if s.loss not in LOSSES:
         raise TrainingError(f"loss {s.loss!r} (setting --loss / MOBSTREAM_FLOW_LOSS) must be one of {', '.join(LOSSES)}")
     if s.target not in TARGETS:
         raise TrainingError(f"target {s.target!r} (setting --target / MOBSTREAM_FLOW_TARGET) must be one of {', '.join(TARGETS)}")
+    try:
+        check_config(s.loss, s.target, s.horizons)
+    except ValueError as exc:
+        raise TrainingError(f"settings --loss {s.loss} --target {s.target} --horizons {s.horizons}: {exc}") from exc
     for kind, build in (
-        ("flow_lstm", lambda: FlowLSTM(FlowLSTMConfig(loss=s.loss, target=s.target))),
-        ("flow_linear", lambda: FlowLinear(FlowLinearConfig(loss=s.loss, target=s.target))),
+        ("flow_lstm", lambda: FlowLSTM(FlowLSTMConfig(n_static=n_static, loss=s.loss, target=s.target, horizons=s.horizons))),
+        ("flow_linear", lambda: FlowLinear(FlowLinearConfig(n_static=n_static, loss=linear_loss(s.loss), target=s.target, horizons=s.horizons))),
     ):
         torch.manual_seed(s.seed)  # each model initialised under the seed
         model = build().to(device)
@@ -231,7 +259,7 @@ def command(
     out_dir: Path = OUT_OPT,
     epochs: int = opt(40, "flow_epochs", "Most epochs; training stops earlier when validation loss stalls."),
     patience: int = opt(4, "flow_patience", "Epochs without validation improvement before stopping."),
-    samples: int = opt(60_000, "flow_samples", "(cell, slot) training examples drawn per epoch."),
+    samples: int = opt(240_000, "flow_samples", "(cell, slot) training examples drawn per epoch."),
     batch: int = opt(1024, "flow_batch", "Batch size."),
     lr: float = opt(3e-3, "flow_lr", "Adam learning rate."),
     test_frac: float = opt(0.2, "flow_test_frac", "Last fraction of slots held out for evaluation."),
@@ -239,8 +267,10 @@ def command(
     seed: int = opt(0, "seed", "Random seed (sampling and initialisation)."),
     device: str = opt("auto", "device", "torch device: auto (CUDA when present, else CPU), cpu, cuda."),
     threads: int = opt(0, "torch_threads", "torch CPU threads (0: torch's default)."),
-    loss: str = opt("l1", "flow_loss", "Training loss: l1 (conditional median, minimises MAE), huber, mse (mean, minimises MSE)."),
+    loss: str = opt("poisson", "flow_loss", "Training loss: poisson (NLL, expected counts), mse (expected counts), l1 (the median model: 0 on sparse cells), huber."),
     target: str = opt("level", "flow_target", "What the models predict: level (the counts) or change (from the window's last slot)."),
+    horizons: int = opt(4, "flow_horizons", "Slots ahead forecast at every slot close (1..H, 30 min each)."),
+    cell_levels: bool = opt(True, "flow_cell_levels", "Give the models each cell's mean counts over the training period beside its POIs."),
 ) -> None:
     """Train FlowLSTM and the linear baseline; write checkpoints and train_metrics.json."""
     import typer
@@ -248,7 +278,7 @@ def command(
     s = FlowTrainSettings(
         build_settings(data, poi, city, cache_dir, rebuild), Path(out_dir), test_frac=test_frac, val_frac=val_frac, epochs=epochs,
         patience=patience, samples_per_epoch=samples, batch=batch, lr=lr, seed=seed, device=device, threads=threads, loss=loss,
-        target=target,
+        target=target, horizons=horizons, cell_levels=cell_levels,
     )
     m = train(s)
     for kind, r in m["models"].items():

@@ -48,12 +48,12 @@ def ingest(url: str, app: str, df: pd.DataFrame, city: str = "A") -> list[tuple[
     return asyncio.run(_ingest(url, app, df, city))
 
 
-def _fc_doc(v: np.ndarray, list_form: bool, city: str, cell: int, slot: int):
+def _fc_doc(v: np.ndarray, list_form: bool, city: str, cell: int, slot: int, horizon: int = 1):
     """The worker's forecast value (stream/outputs.py), or the bare [occ, in, out] list readers also accept."""
     if list_form:
         return v.tolist()
     x, y = cell % 200 + 1, cell // 200 + 1
-    return {"city": city, "cell": cell, "x": x, "y": y, "slot": slot + 1, "made_at": slot,
+    return {"city": city, "cell": cell, "x": x, "y": y, "slot": slot + horizon, "made_at": slot, "horizon": horizon,
             "occ": float(v[0]), "in": float(v[1]), "out": float(v[2]), "version": "test"}
 
 
@@ -61,8 +61,8 @@ def write_outputs(url: str, app: str, city: str, slots: list[int], dim: int = 32
                   list_form: bool = False) -> None:
     """Forecasts (persistence with noise), errors and embeddings for the assembled slots, in the formats the
     worker writes (stream/outputs.py):
-    fc:<s> cell -> {"occ","in","out"} (or [occ,in,out]); err slot -> {"model","persistence"}; emb:<uid> ->
-    {"slot","embedding"}."""
+    fc:<s>[:h<h>] cell -> {"occ","in","out"} (or [occ,in,out]) for horizons 1..4; err slot -> {"model",
+    "persistence","horizons"}; emb:<uid> -> {"slot","embedding"}."""
     rng = np.random.default_rng(seed)
     k = Keys(app)
     r = redis.Redis.from_url(url)
@@ -71,16 +71,18 @@ def write_outputs(url: str, app: str, city: str, slots: list[int], dim: int = 32
         for s in slots:
             h = {int(c): np.array(v.split(b","), dtype=np.int64) for c, v in r.hgetall(k.flow(city, s)).items()}
             fc = {c: np.clip(v + rng.normal(0, 0.6, 3), 0, None).round(3) for c, v in h.items()}
-            if fc:
-                r.hset(k.forecast(city, s), mapping={c: orjson.dumps(_fc_doc(v, list_form, city, c, s))
-                                                       for c, v in fc.items()})
+            for ahead in range(1, 5) if fc else ():
+                r.hset(k.forecast_ahead(city, s, ahead), mapping={c: orjson.dumps(_fc_doc(v * (1 + ahead / 10), list_form, city, c, s, ahead))
+                                                                  for c, v in fc.items()})
             if prev is not None:
                 cells = sorted(set(h) | set(prev))
                 a = np.array([h.get(c, np.zeros(3)) for c in cells], dtype=float)
                 p = np.array([prev.get(c, np.zeros(3)) for c in cells], dtype=float)
-                r.hset(k.errors(city), s, orjson.dumps({"slot": s, "cells": len(cells), "version": "test",
-                                                         "model": float(np.abs(p + 0.3 - a).mean()) * 0.8,
-                                                         "persistence": float(np.abs(p - a).mean())}))
+                model, persistence = float(np.abs(p + 0.3 - a).mean()) * 0.8, float(np.abs(p - a).mean())
+                horizons = {str(ahead): {"model": {"mae": model * (1 + ahead / 10)}, "persistence": {"mae": persistence * (1 + ahead / 10)}}
+                            for ahead in range(1, 5)}
+                r.hset(k.errors(city), s, orjson.dumps({"slot": s, "cells": len(cells), "version": "test", "model": model,
+                                                         "persistence": persistence, "horizons": horizons}))
             prev = h
         cells: dict[str, list[int]] = {}
         for s in slots[-8:]:

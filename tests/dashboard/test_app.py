@@ -74,6 +74,24 @@ def test_forecast_and_error_views(filled, monkeypatch, view):
     assert not at.warning, [w.value for w in at.warning]
 
 
+def test_horizon_selector_moves_the_forecast_map_and_the_error(filled, monkeypatch):
+    url, app, last = filled
+    _env(monkeypatch, url, app)
+    at = _run(AppTest.from_file(APP, default_timeout=60))
+    hot = at.session_state["_top_cells"].iloc[0]
+    at.session_state["cell"] = (int(hot.x), int(hot.y))  # a cell with forecasts, for the drill-down
+    at.session_state["cell_gen"] = 1  # fresh x/y inputs that start at that cell
+    at.radio(key="view").set_value("forecast")
+    at.radio(key="horizon").set_value(4)
+    _run(at)
+    text = _text(at)
+    assert "Forecast occupancy" in text and "2 h ahead" in text and not at.warning
+    assert "Forecast path (made at the last close): +30 min" in text and "+120 min" in text  # the drill-down
+    at.radio(key="view").set_value("error")
+    _run(at)
+    assert "Error occupancy" in _text(at) and not at.warning, [w.value for w in at.warning]
+
+
 def test_empty_state_before_any_slot_closed(redis_url, monkeypatch):
     _env(monkeypatch, redis_url, f"empty{uuid.uuid4().hex[:6]}")
     at = _run(AppTest.from_file(APP, default_timeout=60))

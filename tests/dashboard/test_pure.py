@@ -115,6 +115,18 @@ def test_drilldown_errors_only_where_all_exist():
     assert drilldown.errors_of(h, "occupancy") == (0.5, 1.5, 2)
     df = drilldown.history_frame(h, "occupancy", 0)
     assert set(df.series) == {"actual", "forecast", "persistence"} and len(df[df.series == "forecast"]) == 3
+    path = np.array([[4, 0, 0], [5, 0, 0], [nan] * 3, [6, 0, 0]])  # made at slot 2 for slots 3..6; slot 5 missing
+    df = drilldown.history_frame(h, "occupancy", 0, path)
+    got = df[df.series == "forecast path"]
+    assert got.slot.tolist() == [2, 3, 4, 6] and got.value.tolist() == [2, 4, 5, 6]  # from the last actual on
+    assert df.time.notna().all() and len(df) == 3 + 3 + 3 + 4
+
+
+def test_map_frames_per_horizon():
+    actual, fc = _grids()
+    assert flowmap.frame("forecast", "occupancy", 7, actual, fc, None, horizon=3).slot == 10
+    assert flowmap.frame("error", "occupancy", 7, actual, None, fc, horizon=4).slot == 7
+    assert [flowmap.horizon_label(h) for h in flowmap.HORIZONS] == ["30 min", "1 h", "1.5 h", "2 h"]
 
 
 def test_embedding_helpers():

@@ -71,18 +71,19 @@ def test_forecasts_and_embeddings_match_the_offline_models(broker, any_redis, ma
         assert n_cells > 0, w.tail()
 
         def done(got):
-            fc = {k for k, v in got[f"{topic}-fc"] if v["made_at"] == last}
+            fc = {(k, v["horizon"]) for k, v in got[f"{topic}-fc"] if v["made_at"] == last}
             emb = {k for k, v in got[f"{topic}-emb"] if v["slot"] == last}
-            return len(fc) == n_cells and emb >= want_uids
+            return len(fc) == 4 * n_cells and emb >= want_uids
         got = read_topics(broker.bootstrap, [f"{topic}-fc", f"{topic}-emb"], done)
     finally:
         w.stop()
     assert done(got), w.tail()
 
-    # Forecasts: self-describing records keyed city:cell, equal to FlowForecaster.predict on offline flows.
-    fc = {k: v for k, v in got[f"{topic}-fc"] if v["made_at"] == last}
-    assert all(k == f"A:{v['cell']}" and v["slot"] == last + 1 and v["version"] == fver for k, v in fc.items())
-    cells = np.array(sorted(v["cell"] for v in fc.values()))
+    # Forecasts: self-describing records keyed city:cell, one per horizon 1..4, equal to FlowForecaster.predict
+    # on offline flows.
+    fc = {(k, v["horizon"]): v for k, v in got[f"{topic}-fc"] if v["made_at"] == last}
+    assert all(k == f"A:{v['cell']}" and v["slot"] == last + h and v["version"] == fver for (k, h), v in fc.items())
+    cells = np.array(sorted(v["cell"] for (_, h), v in fc.items() if h == 1))
     valid = df[df.x != 999].sort_values(["uid", "d", "t"])
     offline = flow_counts(valid.uid.to_numpy(), slot_from_dt(valid.d.to_numpy(), valid.t.to_numpy()),
                           valid.x.to_numpy(), valid.y.to_numpy())
@@ -91,18 +92,20 @@ def test_forecasts_and_embeddings_match_the_offline_models(broker, any_redis, ma
         if last - 8 < s <= last and k.any():
             assert c in cells, f"cell {c} has flows in slot {s} but no forecast"
             chan[np.searchsorted(cells, c), s - (last - 7)] = k
-    want = FlowForecaster.load(tmp_path / "flow.pt").predict(chan, last, cells)
-    live = np.array([[fc[f"A:{c}"][k] for k in ("occ", "in", "out")] for c in cells])
+    want = FlowForecaster.load(tmp_path / "flow.pt").predict(chan, last, cells)  # (N, 4, 3)
+    live = np.array([[[fc[f"A:{c}", h][k] for k in ("occ", "in", "out")] for h in range(1, 5)] for c in cells])
     np.testing.assert_allclose(live, want, atol=1e-3)
-    stored = orjson.loads(redis_client.hget(Keys(app).forecast("A", last), str(cells[0])))
-    assert stored == fc[f"A:{cells[0]}"]
-    version, packed_cells, packed = unpack_forecasts(redis_client.get(Keys(app).forecast_packed("A", last)))
+    k = Keys(app)
+    assert orjson.loads(redis_client.hget(k.forecast("A", last), str(cells[0]))) == fc[f"A:{cells[0]}", 1]
+    assert orjson.loads(redis_client.hget(k.forecast_ahead("A", last, 4), str(cells[0]))) == fc[f"A:{cells[0]}", 4]
+    version, packed_cells, packed = unpack_forecasts(redis_client.get(k.forecast_packed("A", last)))
     assert version == fver and packed_cells.tolist() == cells.tolist()
     np.testing.assert_allclose(packed, want, atol=1e-3)
 
     # Live error: the forecast made at last-1 against the actuals of `last`, beside persistence.
     err = orjson.loads(redis_client.hget(Keys(app).errors("A"), str(last)))
     assert err["slot"] == last and err["version"] == fver and err["model"] >= 0 and err["persistence"] >= 0
+    assert err["horizons"]["1"]["model"]["rmse"] >= 0 and err["horizons"]["2"]["persistence"]["rmse"] >= 0
 
     # Embeddings: keyed uid, base64 float32, equal to TrajectoryEmbedder.embed on offline windows.
     emb = {k: v for k, v in got[f"{topic}-emb"] if v["slot"] == last}

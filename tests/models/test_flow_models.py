@@ -22,6 +22,7 @@ def one_thread():
 
 
 FAMILIES = [("flow_lstm", FlowLSTM, FlowLSTMConfig), ("flow_linear", FlowLinear, FlowLinearConfig)]
+LOSSES = ["poisson", "mse", "l1"]
 STATS = FeatureStats((0.1, 0.05, 0.05), (0.3, 0.2, 0.2), (1.0, 1.0, 1.0), tuple(np.linspace(0, 1, N_POI)), tuple(np.linspace(1, 2, N_POI)))
 
 
@@ -31,27 +32,39 @@ def batch(n=64, seed=0):
     counts[: n // 4] = 0  # repeated all-empty windows, as in a real grid
     poi = poi_features(rng.poisson(0.5, (n, N_POI)), STATS)
     seq, static = model_input(counts, 500, poi, STATS)
-    target = torch.from_numpy(counts[:, -1] + rng.poisson(0.5, (n, 3)).astype(np.float32))
+    target = torch.from_numpy(counts[:, -1:] + rng.poisson(0.5, (n, 4, 3)).astype(np.float32))  # (B, H, 3)
     return torch.from_numpy(seq), torch.from_numpy(static), target
 
 
+@pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("kind,cls,cfg", FAMILIES)
-def test_shapes_and_determinism(kind, cls, cfg):
+def test_shapes_and_determinism(kind, cls, cfg, loss):
     seq, static, y = batch()
     torch.manual_seed(3)
-    a = cls(cfg())
+    a = cls(cfg(loss=loss))
     torch.manual_seed(3)
-    b = cls(cfg())
-    pa, loss = a(seq, static, y)
-    assert pa.shape == (64, 3) and loss.ndim == 0
+    b = cls(cfg(loss=loss))
+    pa, loss_value = a(seq, static, y)
+    assert pa.shape == (64, 4, 3) and loss_value.ndim == 0
     assert torch.equal(pa, b(seq, static)[0]) and b(seq, static)[1] is None
+    if loss == "poisson":
+        assert (pa > 0).all()  # a log link: expected counts are never negative
+    assert cls(cfg(horizons=1))(seq, static)[0].shape == (64, 1, 3)
 
 
+def test_bad_configs_are_refused():
+    with pytest.raises(ValueError, match="poisson loss forecasts counts"):
+        FlowLSTM(FlowLSTMConfig(loss="poisson", target="change"))
+    with pytest.raises(ValueError, match="must be one of"):
+        FlowLinear(FlowLinearConfig(loss="l2"))
+
+
+@pytest.mark.parametrize("loss", LOSSES)
 @pytest.mark.parametrize("kind,cls,cfg", FAMILIES)
-def test_loss_falls_on_a_tiny_batch(kind, cls, cfg):
+def test_loss_falls_on_a_tiny_batch(kind, cls, cfg, loss):
     seq, static, y = batch(32)
     torch.manual_seed(0)
-    m = cls(cfg())
+    m = cls(cfg(loss=loss))
     opt = torch.optim.Adam(m.parameters(), lr=1e-2)
     first = float(m(seq, static, y)[1].detach())
     for _ in range(60):
@@ -80,11 +93,11 @@ def save_flow(path, kind, cls, cfg, poi_cells=(5,), poi_counts=None):
     return m
 
 
-@pytest.mark.parametrize("target", ["level", "change"])
+@pytest.mark.parametrize("loss,target", [("poisson", "level"), ("mse", "change"), ("l1", "level")])
 @pytest.mark.parametrize("kind,cls,cfg", FAMILIES)
-def test_forecaster_round_trip(tmp_path, kind, cls, cfg, target):
+def test_forecaster_round_trip(tmp_path, kind, cls, cfg, loss, target):
     path = tmp_path / f"{kind}.pt"
-    m = save_flow(path, kind, cls, lambda: cfg(target=target)).eval()
+    m = save_flow(path, kind, cls, lambda: cfg(target=target, loss=loss)).eval()
     f = FlowForecaster.load(path)
     assert f.kind == kind and f.version.startswith(kind + "-")
     rng = np.random.default_rng(0)
@@ -97,10 +110,26 @@ def test_forecaster_round_trip(tmp_path, kind, cls, cfg, target):
     grid[5] = 1
     seq, static = model_input(counts, 1000, poi_features(grid[cells], STATS), STATS)
     with torch.no_grad():
-        want = np.maximum(m(torch.from_numpy(seq), torch.from_numpy(static))[0].numpy() + (counts[:, -1] if target == "change" else 0), 0)
-    assert got.shape == (10, 3) and got.dtype == np.float32 and (got >= 0).all()
+        want = np.maximum(m(torch.from_numpy(seq), torch.from_numpy(static))[0].numpy() + (counts[:, None, -1] if target == "change" else 0), 0)
+    assert got.shape == (10, 4, 3) and f.horizons == 4 and got.dtype == np.float32 and (got >= 0).all()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     assert build_model(kind, checkpoint.load(path, kind)["model_args"]).config == m.config
+
+
+def test_single_horizon_checkpoint_still_loads(tmp_path):
+    # Written before the multi-horizon head: model_args without `horizons`, one slot ahead, L1.
+    path = tmp_path / "old.pt"
+    m = save_flow(path, "flow_lstm", FlowLSTM, lambda: FlowLSTMConfig(horizons=1, loss="l1"))
+    payload = torch.load(path, weights_only=True)
+    del payload["model_args"]["horizons"]
+    torch.save(payload, path)
+    f = FlowForecaster.load(path)
+    assert f.horizons == 1 and f.model.config == m.config
+    assert f.predict(np.ones((3, 8, 3), np.float32), 100, np.array([1, 2, 3])).shape == (3, 1, 3)
+    payload["model_args"]["horizons"] = 4  # weights of one horizon under a 4-horizon config: named, refused
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=f"{path}.*usable flow model"):
+        FlowForecaster.load(path)
 
 
 def test_forecaster_errors(tmp_path):

@@ -21,6 +21,7 @@ from stream.outputs import (
     embedding_docs,
     execute_packed,
     forecast_records,
+    pack_forecasts,
     parse_flow,
     unpack_forecasts,
 )
@@ -29,10 +30,10 @@ from stream.settings import Topics, WorkerSettings
 from stream.windows import lua_slots as lua
 
 
-def plain_forecasts(city, slot, version, cells, pred) -> list[bytes]:
-    """The records as they were built before: one orjson dict per cell, counts as float64 rounded to 4 places."""
+def plain_forecasts(city, slot, version, cells, pred, horizon=1) -> list[bytes]:
+    """The records built the plain way: one orjson dict per cell, counts as float64 rounded to 4 places."""
     x, y = cell_xy(cells)
-    head = {"city": city, "slot": slot + 1, "made_at": slot, "version": version}
+    head = {"city": city, "slot": slot + horizon, "made_at": slot, "horizon": horizon, "version": version}
     return [orjson.dumps({**head, "cell": c, "x": cx, "y": cy, "occ": o, "in": i, "out": u})
             for c, cx, cy, (o, i, u) in zip(cells.tolist(), x.tolist(), y.tolist(), np.asarray(pred, np.float64).round(4).tolist())]
 
@@ -51,6 +52,23 @@ def test_forecast_records_are_orjsons_bytes():
                                                         [123.45675, 1.0, 0.1]]])
     for city, version in (("A", "flow_lstm-1"), ('B"%d', "v%s\\2")):
         assert forecast_records(city, 41, version, cells, pred) == plain_forecasts(city, 41, version, cells, pred)
+    assert forecast_records("A", 41, "v", cells, pred, 3) == plain_forecasts("A", 41, "v", cells, pred, 3)
+
+
+def test_forecast_record_and_packed_forecasts_round_trip_with_horizon():
+    cells = np.array([0, 17, 39_999])
+    pred = np.arange(36, dtype=np.float64).reshape(3, 4, 3) / 7  # (N, H, 3)
+    for h in range(1, 5):
+        docs = [orjson.loads(d) for d in forecast_records("A", 100, "v1", cells, pred[:, h - 1], h)]
+        assert [(d["slot"], d["made_at"], d["horizon"], d["version"], d["cell"]) for d in docs] == [(100 + h, 100, h, "v1", c) for c in cells]
+        np.testing.assert_allclose([[d["occ"], d["in"], d["out"]] for d in docs], pred[:, h - 1].round(4))
+    version, got_cells, got = unpack_forecasts(pack_forecasts("v1", cells, pred))
+    assert version == "v1" and got_cells.tolist() == cells.tolist() and got.shape == (3, 4, 3)
+    np.testing.assert_array_equal(got, pred.astype(np.float32))
+    # A value written before horizons ("<version>\n", counts (n, 3)) reads as horizon 1.
+    old = b"v0\n" + cells.astype("<i4").tobytes() + pred[:, 0].astype("<f4").tobytes()
+    version, got_cells, got = unpack_forecasts(old)
+    assert version == "v0" and got.shape == (3, 1, 3) and np.array_equal(got[:, 0], pred[:, 0].astype(np.float32))
 
 
 @pytest.mark.parametrize("odd", [np.nan, np.inf, -0.5, 1e12])
@@ -140,8 +158,8 @@ async def test_set_many_stores_keys_and_values_of_any_bytes(aredis):
 class StubForecaster:
     version = "stub-1"
 
-    def predict(self, chan, slot, cells):  # (N, 8, 3) -> (N, 3): the window's mean, a known answer
-        return chan.mean(axis=1) + 0.123456
+    def predict(self, chan, slot, cells):  # (N, 8, 3) -> (N, 4, 3): the window's mean + h / 8, a known answer
+        return chan.mean(axis=1)[:, None] + 0.123456 + np.arange(1, 5)[None, :, None] / 8
 
 
 class FakeProducer:
@@ -184,15 +202,30 @@ async def test_slot_writes_one_record_per_cell_and_the_same_redis_values(aredis,
     for j, (c, counts) in enumerate(flows):
         chan[np.searchsorted(cells, c), j] = counts
     pred = StubForecaster().predict(chan, 100, cells)
-    want = plain_forecasts("A", 100, "stub-1", cells, pred)
-    assert producer.records == [("fc-t", f"A:{c}".encode(), d) for c, d in zip(cells.tolist(), want)]
-    assert await aredis.hgetall(k.forecast("A", 100)) == {str(c).encode(): d for c, d in zip(cells.tolist(), want)}
-    assert 0 < await aredis.ttl(k.forecast("A", 100)) <= s.ttl
+    records = []
+    for h in range(1, 5):
+        want = plain_forecasts("A", 100, "stub-1", cells, pred[:, h - 1], h)
+        records += [("fc-t", f"A:{c}".encode(), d) for c, d in zip(cells.tolist(), want)]
+        assert await aredis.hgetall(k.forecast_ahead("A", 100, h)) == {str(c).encode(): d for c, d in zip(cells.tolist(), want)}
+        assert 0 < await aredis.ttl(k.forecast_ahead("A", 100, h)) <= s.ttl
+    assert producer.records == records
+    assert k.forecast_ahead("A", 100, 1) == k.forecast("A", 100)
     version, fc_cells, fc_pred = unpack_forecasts(await aredis.get(k.forecast_packed("A", 100)))
     assert version == "stub-1" and fc_cells.tolist() == cells.tolist()
     np.testing.assert_allclose(fc_pred, np.round(pred, 4), atol=1e-6)
     err = orjson.loads(await aredis.hget(k.errors("A"), "100"))
     assert err["cells"] == len(cells) and err["model"] is None and err["persistence"] >= 0
+    assert err["horizons"]["4"]["model"] is None and err["horizons"]["4"]["persistence"]["rmse"] >= 0
+
+    # The next slots close: the forecasts made 1..4 slots before are scored against them, per horizon.
+    for slot in range(101, 105):
+        await aredis.set(k.flow_packed("A", slot), orjson.dumps([[5, 7], [1, 0, 0, 2, 1, 1]]))
+        await out.on_assembled([("A", slot)])
+    err = orjson.loads(await aredis.hget(k.errors("A"), "104"))
+    assert [err["horizons"][str(h)]["model"] is not None for h in range(1, 5)] == [True] * 4
+    assert err["model"] == err["horizons"]["1"]["model"]["mae"] and err["version"] == "stub-1"
+    row = err["horizons"]["4"]["model"]  # made at slot 100 for 104: cells 5 and 7 from the first packed value
+    assert set(row) == {"rmse", "mae", "poisson_deviance", "bias_pct"}
 
 
 class StubEmbedder:

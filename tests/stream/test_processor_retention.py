@@ -24,7 +24,8 @@ async def test_after_many_slots_only_the_last_retain_remain(aredis, n_partitions
 
     async def on_assembled(made):  # what Outputs writes per slot: forecasts (hash + packed) and an error field
         for city, slot in made:
-            await aredis.hset(k.forecast(city, slot), "1", "{}")
+            for h in range(1, 5):
+                await aredis.hset(k.forecast_ahead(city, slot, h), "1", "{}")
             await aredis.set(k.forecast_packed(city, slot), b"v\n")
             await aredis.hset(k.errors(city), str(slot), "{}")
 
@@ -38,8 +39,9 @@ async def test_after_many_slots_only_the_last_retain_remain(aredis, n_partitions
     last = n - 2  # the last message's slot is still open
     assert await aredis.get(k.assembled("A")) == str(last).encode()
     want = {str(s).encode() for s in range(last - retain + 1, last + 1)}
-    for pattern in ("flow:*", "flowj:*", "fc:*", "fcn:*"):
-        got = {key.rsplit(b":", 1)[1] async for key in aredis.scan_iter(match=f"{k.city('A')}{pattern}".replace("{", "[{]").replace("}", "[}]"))}
+    prefix, esc = k.city("A").encode(), k.city("A").replace("{", "[{]").replace("}", "[}]")
+    for pattern in ("flow:*", "flowj:*", "fc:*[0-9]", "fcn:*", "fc:*:h4"):
+        got = {key[len(prefix):].split(b":")[1] async for key in aredis.scan_iter(match=esc + pattern)}
         assert got == want, pattern
     assert set(await aredis.hkeys(k.errors("A"))) == want
     assert await count(aredis, k.partial("A", 0, 0).replace("{", "[{]").replace("}", "[}]").split("flowp:")[0] + "flowp:*") == 0  # shares are deleted once assembled

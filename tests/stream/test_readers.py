@@ -104,3 +104,19 @@ def test_reads_on_real_redis(any_redis):
     assert uids == ["2", "10"] and e.tolist() == [[1.0, 1.0], [2.0, 1.0]]
     assert readers.user_cells(r, k, "A", ["2", "10", "nobody"], end=10) == {"2": {10: 5}, "10": {10: 7}, "nobody": {}}
     assert set(r.keys()) == set(r.keys("rd:*"))  # nothing written by the readers
+
+
+def test_horizons_on_real_redis(redis_client):
+    k, r = Keys("rh"), redis_client
+    for h in (1, 2, 4):  # horizon 3 missing
+        r.hset(k.forecast_ahead("A", 10, h), mapping={5: orjson.dumps({"horizon": h, "occ": h, "in": 0, "out": 0.5})})
+    assert readers.forecast_grid(r, k, "A", 10, horizon=4)[:, 0, 5].tolist() == [4, 0, 0.5]
+    assert readers.forecast_grid(r, k, "A", 10)[0, 0, 5] == 1
+    path = readers.forecast_path(r, k, "A", 5, 10)
+    assert path[:, 0].tolist()[:2] == [1, 2] and np.isnan(path[2]).all() and path[3, 0] == 4
+    row = lambda m, p: {"model": None if m is None else {"mae": m, "rmse": 2 * m}, "persistence": {"mae": p}}  # noqa: E731
+    r.hset(k.errors("A"), mapping={11: orjson.dumps({"model": 0.5, "persistence": 1.0, "horizons": {"1": row(0.5, 1.0), "4": row(0.9, 1.5)}}),
+                                   12: orjson.dumps({"model": None, "persistence": 1.1, "horizons": {"1": row(None, 1.1), "4": row(None, 1.6)}})})
+    e1, e4 = readers.errors(r, k, "A"), readers.errors(r, k, "A", horizon=4)
+    assert e1["model"][0] == 0.5 and e4["model"][0] == 0.9 and e4["persistence"].tolist() == [1.5, 1.6] and np.isnan(e4["model"][1])
+    assert np.isnan(readers.errors(r, k, "A", horizon=3)["persistence"]).all()

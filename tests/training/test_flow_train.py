@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.baselines import HistoricalAverage, WindowMedian, persistence, seasonal_naive
+from models.baselines import HistoricalAverage, persistence, seasonal_naive
 from models.flow_forecaster import FlowForecaster
 from tests.models.test_flows import random_dataset
 from training.exceptions import TrainingError
@@ -32,16 +32,53 @@ def test_train_then_evaluate_tiny_city(tmp_path):
     assert json.loads((s.out_dir / "train_metrics.json").read_text())["split"] == m["split"]
     f = FlowForecaster.load(s.out_dir / "flow_lstm.pt")
     assert f.extra["data_fingerprint"] == m["data"]["fingerprint"] and f.extra["split"] == m["split"]
+    # Expected counts: Poisson FlowLSTM, least-squares linear; both see POIs and the cells' training levels.
+    linear = FlowForecaster.load(s.out_dir / "flow_linear.pt")
+    assert (f.model.config.loss, linear.model.config.loss) == ("poisson", "mse") and f.horizons == 4
+    assert f.model.config.n_static == linear.model.config.n_static == 88 and f.poi_grid.shape == (40000, 88)
     r = evaluate(FlowEvalSettings(build, s.out_dir, plots=False))  # figures: test_figures (slow: matplotlib)
-    assert set(r["metrics"]) == {"flow_lstm", "flow_linear", "persistence", "seasonal_day", "seasonal_week", "historical_average", "window_median"}
-    assert all(np.isfinite(v["occupancy"]["mae"]) for v in r["metrics"].values())
-    for name in ("report.md", "report.json"):
-        assert (s.out_dir / name).stat().st_size > 0
+    check_report(json.loads((s.out_dir / "report.json").read_text()))
+    assert (s.out_dir / "report.md").stat().st_size > 0
     # A model trained on other data must not be scored on this data's "held-out" period.
     other = tmp_path / "other.csv"
     random_dataset(8, users=30, days=9, span=3).to_csv(other, index=False)
     with pytest.raises(TrainingError, match="trained on"):
         evaluate(FlowEvalSettings(FlowBuildSettings(other, poi, cache_dir=tmp_path / "cache"), s.out_dir))
+
+
+MODELS = {"flow_lstm", "flow_linear", "persistence", "seasonal_day", "seasonal_week", "historical_average"}
+
+
+def check_report(r):
+    """report.json: horizon -> channel -> model -> rmse, mae, poisson_deviance (+ bias), for all and the busiest cells."""
+    assert r["horizons"] == [1, 2, 3, 4]
+    for key in ("metrics", "busiest"):
+        assert list(r[key]) == ["1", "2", "3", "4"]
+        for h, channels in r[key].items():
+            assert list(channels) == ["occupancy", "inflow", "outflow"]
+            for models in channels.values():
+                assert set(models) == MODELS
+                for row in models.values():
+                    assert {"rmse", "mae", "poisson_deviance", "bias_pct"} <= set(row)
+                    assert all(np.isfinite(row[k]) and row[k] >= 0 for k in ("rmse", "mae", "poisson_deviance"))
+    assert set(r["bias"]["4"]) == MODELS and "total_pct" in r["bias"]["1"]["flow_lstm"]
+    assert sum(b["n"] for b in r["reliability"]["1"]) == r["scored_cells"] * r["split"]["test_slot_count"]
+    assert set(r["targets"]["met"]) == {"h1_vs_naive", "h1_vs_linear", "last_h_vs_every_naive", "bias"}
+    assert 0 < r["busiest_cells"] < r["scored_cells"] or r["scored_cells"] < 10
+
+
+def test_scores_and_calibration():
+    from models.flow_scores import poisson_deviance, scores
+    from training.flow_report import calibration
+
+    pred, actual = np.array([[1.0, 0.0], [2.0, 0.5]]), np.array([[1.0, 1.0], [0.0, 0.0]])
+    s = scores(pred, actual)
+    assert s["mae"] == 3.5 / 4 and np.isclose(s["rmse"], np.sqrt(5.25 / 4)) and s["bias_pct"] == 75.0
+    assert poisson_deviance(np.array([1.0]), np.array([1.0]))[0] == 0  # a perfect forecast
+    assert np.isclose(poisson_deviance(np.array([2.0]), np.array([0.0]))[0], 4.0)  # 2 * mu when nothing came
+    assert np.isfinite(poisson_deviance(np.array([0.0]), np.array([3.0]))[0])  # floored, not infinite
+    c = calibration(pred, actual)
+    assert c["total_pct"] == 75.0 and c["per_slot_median_pct"] == -50.0  # slot 2 had no actual: left out per slot
 
 
 def test_split_is_temporal_and_checked():
@@ -64,21 +101,11 @@ def test_baselines():
 
 
 
-def test_window_median_is_the_median_per_pattern():
-    counts = np.zeros((40, 2, 3), dtype=np.uint16)
-    counts[8::2, 0, 0] = 1  # cell 0 alternates 0/1: after ...,1 comes 0, after ...,0 comes 1
-    counts[30:, 1, 0] = 2  # cell 1: empty, then 2 from slot 30 on
-    wm = WindowMedian.fit(counts, np.arange(8, 40))
-    got = wm.predict(counts, np.array([20, 21, 39]))
-    assert got[:, 0, 0].tolist() == [1, 0, 0] and got[2, 1, 0] == 2  # after 8 slots of 2 came 2 both times
-    assert got.shape == (3, 2, 3)
-
-
 @pytest.mark.slow
 def test_figures(tmp_path):
     build, s, _ = tiny_city(tmp_path)
     train(s)
     r = evaluate(FlowEvalSettings(build, s.out_dir))
-    assert [p.rsplit("/", 1)[1] for p in r["figures"]] == ["maps.png", "error_by_time_of_day.png"]
-    for name in ("maps.png", "error_by_time_of_day.png"):
+    assert [p.rsplit("/", 1)[1] for p in r["figures"]] == ["maps.png", "error_by_time_of_day.png", "reliability.png"]
+    for name in ("maps.png", "error_by_time_of_day.png", "reliability.png"):
         assert (s.out_dir / name).stat().st_size > 1000
