@@ -26,7 +26,6 @@ from models.grid import GridSpec
 from stream import deadletter as dl
 from stream import ping_rules as rules
 from stream.deadletter import DeadLetter
-from stream.ping_rules import MAX_CITY_CHARS, MAX_UID_CHARS  # noqa: F401  (part of this module's interface)
 
 MIN_TS = 946_684_800.0  # 2000-01-01: older event times are taken as broken clocks
 MAX_TS = 4_102_444_800.0  # 2100-01-01
