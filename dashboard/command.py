@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,7 @@ def dashboard(
     env.update(s.to_env())
     typer.echo(f"dashboard on http://{address}:{port}  (Ctrl-C stops it)", err=True)
     proc = subprocess.Popen(streamlit_argv(port, address), env=env)
+    signal.signal(signal.SIGTERM, lambda *_: proc.terminate())  # a SIGTERM to this process alone stops streamlit too
     try:
         proc.wait()
     except KeyboardInterrupt:

@@ -59,6 +59,11 @@ def now(s: DashboardSettings) -> tuple[dict[str, int], dict[int, float]]:
     return readers.latest_slots(r, k), readers.watermarks(r, k)
 
 
+def published(s: DashboardSettings, city: str) -> int | None:
+    """The newest slot of `city` whose forecasts are published (read fresh: the map shows this slot)."""
+    return readers.published_slot(client(s), keys(s), city)
+
+
 @st.cache_resource(show_spinner=False, max_entries=16, ttl=3600)
 def flows(url: tuple, app: str, city: str, slot: int) -> np.ndarray:
     """(3, 200, 200) actuals of a closed slot (immutable once assembled, so cached by slot)."""

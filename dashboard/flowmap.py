@@ -17,9 +17,9 @@ from stream.readers import CHANNELS
 VIEWS = ("actual", "forecast", "error")
 HORIZONS = (1, 2, 3, 4)  # slots ahead the worker forecasts (stream.outputs)
 VIEW_HELP = {
-    "actual": "flows of the last closed slot",
-    "forecast": "the model's expected count, made when the last slot closed",
-    "error": "forecast minus actual for the last closed slot (red: over-forecast, blue: under)",
+    "actual": "flows of the newest published slot",
+    "forecast": "the model's expected count, made when the newest published slot closed",
+    "error": "forecast minus actual for the newest published slot (red: over-forecast, blue: under)",
 }
 
 
@@ -47,7 +47,9 @@ def frame(view: str, channel: str, slot: int, actual, forecast_next, forecast_no
         return MapFrame(v, v == 0, render.count_scale(v), slot)
     if view == "forecast":
         v = forecast_next[c].astype(np.float64)
-        note = "" if np.isfinite(v).any() else "no forecasts in Redis for this slot (is the worker's forecaster set?)"
+        # `slot` is published (panel), so no forecast for it means the worker ran without a forecaster.
+        note = "" if np.isfinite(v).any() else (f"slot {slot} was published without forecasts: the worker has no "
+                                                "forecaster (set --forecaster / MOBSTREAM_FORECASTER)")
         return MapFrame(v, ~np.isfinite(v) | (np.round(v, 2) == 0), render.count_scale(v), slot + horizon, note)
     f = forecast_now[c].astype(np.float64)
     a = actual[c].astype(np.float64)
@@ -92,10 +94,10 @@ def _pick_from_table() -> None:
         st.session_state["cell_gen"] = st.session_state.get("cell_gen", 0) + 1
 
 
-def header(s: DashboardSettings, city: str, slot: int, wm: dict[int, float]) -> None:
+def header(s: DashboardSettings, city: str, slot: int, shown: int, wm: dict[int, float]) -> None:
     a, b, c = st.columns([3, 2, 2])
     a.metric("Last closed slot", f"{slot}", help="the latest slot every partition has closed and assembled")
-    a.caption(slot_label(slot, s.origin))
+    a.caption(slot_label(slot, s.origin) + ("" if shown == slot else f"; map: slot {shown}, the newest published"))
     if wm:
         low = min(wm.values())
         b.metric("Watermark", wall(low)[4:-4], help="lowest partition watermark (max event time seen)")
@@ -110,8 +112,13 @@ def panel(s: DashboardSettings, city: str, view: str, channel: str, horizon: int
                 "Replay some data (`mobstream replay FILE`) with a worker running (`mobstream worker`).",
                 icon="⏳")
         return
-    slot = latest[city]
-    header(s, city, slot, wm)
+    # The newest assembled slot's forecasts come a moment later: show the newest published slot.
+    slot = data.published(s, city)
+    if slot is None:
+        st.info(f"Slot {latest[city]} has closed; the map appears once the worker has published its outputs.",
+                icon="⏳")
+        return
+    header(s, city, latest[city], slot, wm)
     url = data.redis_url(s)
     mark = st.session_state.get("cell")
     fr, png, table = rendered(view, channel, slot, data.flows(url, s.app, city, slot),

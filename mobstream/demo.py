@@ -8,6 +8,7 @@ would run by hand; the demo only orders them, prints where to look, and stops th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -63,35 +64,60 @@ def mobstream_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "mobstream.cli", *args]
 
 
+# The demo's stop signals: Ctrl-C (SIGINT), `kill`/`docker stop` (SIGTERM), a closed terminal (SIGHUP).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STEP_GRACE = 3.0  # seconds a foreground step (the replay) has to exit on SIGINT before it is killed
+WORKER_GRACE = 6.0  # a worker stops in 1.3-1.8 s (docs/reliability.md); the whole demo must be down in 10 s
+DASHBOARD_GRACE = 2.0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def run_step(name: str, argv: list[str], env: dict[str, str]) -> None:
-    """Run a foreground step; its output goes to the terminal. A failure stops the demo."""
+    """Run a foreground step; its output goes to the terminal. A failure stops the demo; so does a stop
+    signal, after the step has had STEP_GRACE seconds to exit on the SIGINT it is sent."""
     say(f"{name}: {' '.join(argv[3:])}")
     t0 = time.perf_counter()
-    code = subprocess.call(argv, env=env)
+    proc = subprocess.Popen(argv, env=env)
+    try:
+        code = proc.wait()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT)  # Ctrl-C in a terminal reached it already; a SIGTERM did not
+        try:
+            proc.wait(STEP_GRACE)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        say(f"{name}: stopped")
+        raise
     if code != 0:
         raise MobstreamError(f"demo step '{name}' failed with exit code {code}")
     say(f"{name}: done in {time.perf_counter() - t0:.1f} s")
 
 
 class Children:
-    """Background children (worker, dashboard) with logs; stopped in reverse order, never orphaned."""
+    """Background children (worker, dashboard) with logs; stopped in start order (the worker before the
+    dashboard that shows it), each with its whole process group, never orphaned."""
 
     def __init__(self, log_dir: Path):
         self.log_dir = log_dir
         self.items: list = []
 
-    def start(self, name: str, argv: list[str], env: dict[str, str]):
+    def start(self, name: str, argv: list[str], env: dict[str, str], grace: float):
         from stream.services import process
 
         log = self.log_dir / f"{name}.log"
         popen = process.spawn(name, argv, log, owned=True, env=env)
         svc = process.Service(name, popen.pid, process.LOOPBACK, 0, "", log, time.time(), popen)
-        self.items.append(svc)
+        self.items.append((svc, grace))
         say(f"{name}: started (pid {popen.pid}, log {log})")
         return svc
 
     def check(self) -> None:
-        for svc in self.items:
+        for svc, _ in self.items:
             code = svc.popen.poll()
             if code is not None:
                 from stream.services.process import log_tail
@@ -102,9 +128,9 @@ class Children:
         from stream.services import process
 
         while self.items:
-            svc = self.items.pop()
+            svc, grace = self.items.pop(0)
             try:
-                process.stop(svc, grace=10.0)
+                process.stop(svc, grace=grace)
                 say(f"{svc.name}: stopped")
             except Exception as exc:  # keep stopping the others
                 say(f"{svc.name}: stop failed: {exc}")
@@ -151,6 +177,8 @@ def _wait_for_close(redis_url: str, app: str, last_slot: int, children: Children
 def run(s: DemoSettings) -> None:
     from models.slots import SLOTS_PER_DAY
 
+    for sig in STOP_SIGNALS[1:]:
+        signal.signal(sig, _interrupt)
     endpoints, services = _services(s)
     env = dict(os.environ, MOBSTREAM_BOOTSTRAP=endpoints.bootstrap, MOBSTREAM_REDIS_URL=endpoints.redis_url,
                MOBSTREAM_DATA_DIR=str(s.data_dir), MOBSTREAM_RUNS_DIR=str(s.runs_dir),
@@ -177,11 +205,12 @@ def run(s: DemoSettings) -> None:
             worker_args += ["--embedder", str(s.embedder)]
         # Broker, Redis, worker and dashboard share this host's cores: one inference thread (unless set).
         worker_env = {**env, "MOBSTREAM_TORCH_THREADS": os.environ.get("MOBSTREAM_TORCH_THREADS", "1")}
-        children.start("worker", mobstream_argv(*worker_args), worker_env)
+        children.start("worker", mobstream_argv(*worker_args), worker_env, WORKER_GRACE)
         metrics_url = f"http://127.0.0.1:{s.metrics_port}/metrics"
         if s.dashboard:
             env_dash = dict(env, MOBSTREAM_METRICS_URLS=metrics_url)
-            children.start("dashboard", mobstream_argv("dashboard", "--port", str(s.dashboard_port)), env_dash)
+            children.start("dashboard", mobstream_argv("dashboard", "--port", str(s.dashboard_port)), env_dash,
+                           DASHBOARD_GRACE)
         say(f"Kafka bootstrap   {endpoints.bootstrap}   (topics pings, pings-dlq, flow-forecasts, user-embeddings)")
         say(f"Redis             {endpoints.redis_url}")
         say(f"worker metrics    {metrics_url}")
@@ -201,12 +230,16 @@ def run(s: DemoSettings) -> None:
             children.check()
             time.sleep(1.0)
     finally:
-        # Ctrl-C while a foreground step runs reaches it too (same process group); we stop the rest.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # In order: the replay (run_step stopped it), the worker while the broker and Redis are still up
+        # (its producer flushes), the dashboard, the services. Further signals must not cut this short.
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        t0 = time.perf_counter()
         children.stop()
         if services is not None:
             services.stop()
             say("embedded services stopped")
+        say(f"stopped in {time.perf_counter() - t0:.1f} s")
 
 
 def demo(

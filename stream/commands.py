@@ -90,6 +90,9 @@ def replay(
     close_last: bool = opt(True, "close_last", "End with a watermark on every partition that closes the last slot."),
     origin: int = opt(DEFAULT_ORIGIN, "origin", "Epoch seconds of slot 0."),
     progress: bool = opt(True, "progress", "Show a progress bar with the rate."),
+    skip_bad_rows: bool = opt(False, "skip_bad_rows", "Skip and count bad rows (GPS: bad timestamp, before --origin, "
+                              "not finite; YJMob: out of range, repeated slot) instead of refusing the file "
+                              "before anything is sent."),
     kafka_security=None,
 ) -> None:
     """Replay a dataset into the pings topic in event-time order (masked rows skipped and counted)."""
@@ -105,7 +108,8 @@ def replay(
         bootstrap = resolve_endpoints(None, "unused").bootstrap
     s = ReplaySettings(file, bootstrap, pings_topic, partitions, speed,
                        None if first_day is None else (first_day, last_day), users, single, batch_size,
-                       origin, lateness, city, close_last, progress, kafka_security)
+                       origin, lateness, city, close_last, progress, kafka_security, skip_bad_rows)
     rep = run_replay(s)
     typer.echo(f"replayed {rep.pings} pings in {rep.messages} messages in {rep.seconds:.2f} s "
-               f"({rep.rate:,.0f} pings/s); {rep.masked} masked rows skipped")
+               f"({rep.rate:,.0f} pings/s); {rep.masked} masked rows skipped"
+               + (f"; {rep.bad} bad rows skipped" if rep.bad else ""))

@@ -200,8 +200,6 @@ class Processor:
         m.PINGS.labels("late").inc(out.late)
         m.LATE.inc(out.late)
         m.PINGS.labels("dead").inc(len(out.dead) - out.late)
-        for d in out.dead:
-            m.DEAD_LETTERS.labels(d.reason).inc()
         m.SLOTS_CLOSED.inc(len(out.closed))
         m.SLOTS_ASSEMBLED.inc(len(out.assembled))
         if new_max is not None:

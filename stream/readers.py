@@ -53,6 +53,13 @@ def partitions(r, keys: Keys) -> list[int]:
     return sorted(int(p) for p in r.smembers(keys.parts))
 
 
+def published_slot(r, keys: Keys, city: str) -> int | None:
+    """The newest slot of `city` whose outputs (forecasts, error, embeddings) are published: the ledger's
+    `outs` set (stream.publication); None before the first publication."""
+    top = r.zrevrange(keys.kept(city), 0, 0, withscores=True)
+    return int(top[0][1]) if top else None
+
+
 def watermarks(r, keys: Keys) -> dict[int, float]:
     """Partition -> max event time seen (epoch s)."""
     parts = partitions(r, keys)

@@ -10,6 +10,7 @@ other partition; the owner closes a slot only once every source's marker has pas
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ import orjson
 
 from models.grid import cell_xy
 from stream.ownership import Owners
+
+log = logging.getLogger(__name__)
 
 # (partition, key, value) records; returns once they are delivered.
 Forward = Callable[[list[tuple[int, bytes, bytes]]], Awaitable[None]]
@@ -72,19 +75,43 @@ def forwarded(part: int, owner: np.ndarray, city: list[str], uid: list[str], ts:
 
 
 class KafkaForward:
-    """Delivers forwarded records to the repartition topic with a librdkafka producer, to explicit partitions."""
+    """Delivers forwarded records to the repartition topic (explicit partitions) with a librdkafka producer.
+
+    Markers must not overtake the pings they vouch for, and librdkafka may reorder a partition's records
+    when it retries (no idempotence here), so the pings go first and only once every one of them is
+    acknowledged do the markers follow; a record the broker refused is produced again, never dropped."""
 
     def __init__(self, producer, topic: str) -> None:
         self.producer, self.topic = producer, topic
 
     async def __call__(self, records: list[tuple[int, bytes, bytes]]) -> None:
+        pings = [r for r in records if r[2][:len(MARK)] != MARK]
+        marks = [r for r in records if r[2][:len(MARK)] == MARK]
+        for part in (pings, marks):
+            while part:
+                part = await self._send(part)
+
+    async def _send(self, records: list) -> list:
+        """Produce and flush; returns the records that were not delivered (to send again)."""
         from stream.outputs import flush
 
-        for p, key, value in records:
+        failed: list = []
+        loop = asyncio.get_running_loop()
+        for rec in records:
+            p, key, value = rec
+
+            def report(err, msg, rec=rec):
+                if err is not None:
+                    failed.append(rec)
+
             while True:
                 try:
-                    self.producer.produce(self.topic, value, key, partition=p)
+                    self.producer.produce(self.topic, value, key, partition=p, on_delivery=report)
                     break
                 except BufferError:
-                    await asyncio.get_running_loop().run_in_executor(None, self.producer.poll, 0.05)
+                    await loop.run_in_executor(None, self.producer.poll, 0.05)
         await flush(self.producer, f"{len(records)} repartitioned records")
+        if failed:
+            log.warning("%d repartitioned records not delivered; sending them again", len(failed))
+            await asyncio.sleep(0.5)
+        return failed

@@ -40,6 +40,7 @@ class ReplaySettings:
     close_last: bool = True
     progress: bool = True
     kafka_security: KafkaSecurity | None = None
+    skip_bad: bool = False  # skip (and count) bad rows instead of refusing the file
 
 
 @dataclass
@@ -47,6 +48,7 @@ class ReplayReport:
     pings: int = 0
     messages: int = 0
     masked: int = 0
+    bad: int = 0  # bad rows skipped (skip_bad)
     seconds: float = 0.0
 
     @property
@@ -151,7 +153,7 @@ async def replay_async(s: ReplaySettings) -> ReplayReport:
 
     path = Path(s.path)
     fmt = src.format_of(path)
-    total, chunks = src.read(path, s.days, src.parse_users(s.users), s.origin)
+    total, chunks, bad = src.read(path, s.days, src.parse_users(s.users), s.origin, skip_bad=s.skip_bad)
     kafka = aiokafka_kwargs(s.kafka_security or KafkaSecurity())
     try:
         await create_topic_async(s.bootstrap, s.topic, s.partitions, client=kafka)
@@ -164,6 +166,7 @@ async def replay_async(s: ReplaySettings) -> ReplayReport:
     try:
         n = len(await producer.partitions_for(s.topic))
         rep = Replayer(s, producer, n)
+        rep.report.bad = bad
         city = s.city or src.city_of(path)
         with tqdm(total=total, unit="row", unit_scale=True, disable=not s.progress, mininterval=0.5) as bar:
             for chunk in chunks:

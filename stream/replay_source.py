@@ -2,13 +2,18 @@
 
 Formats, told apart by their header:
   yjmob   uid,d,t,x,y                  YJMob100K / HuMob; ts = slots.replay_ts(d, t, uid); 999,999 masked
-  gps     uid,lat,lon,timestamp        raw GPS; timestamp epoch seconds or ISO-8601; cells mapped by the worker
-CSV, CSV.gz or Parquet.
+  gps     uid,lat,lon,timestamp        raw GPS; timestamp epoch seconds or milliseconds, or ISO-8601 (with or
+                                       without zone, fractional seconds); cells mapped by the worker
+CSV, CSV.gz or Parquet. A file is read through training.readers (the offline reader: same timestamp rule,
+same row checks) into DuckDB before anything is sent; a bad row (yjmob: a field out of range, a second
+record of a user in a slot; gps: bad timestamp, before the origin, not finite; negative uid) stops the
+replay with one line naming file, line and field, unless skip_bad.
 """
 
 from __future__ import annotations
 
 import gzip
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +27,7 @@ from stream.exceptions import StreamError
 
 YJMOB = ("uid", "d", "t", "x", "y")
 GPS = ("uid", "lat", "lon", "timestamp")
+log = logging.getLogger(__name__)
 _CITY = re.compile(r"city_?([A-Za-z])(?:[_\-.]|$)")
 
 
@@ -82,13 +88,6 @@ def parse_users(spec: str | None) -> list[tuple[int, int]] | None:
     return out
 
 
-def _relation(path: Path) -> str:
-    p = str(path).replace("'", "''")
-    if path.suffix == ".parquet":
-        return f"read_parquet('{p}')"
-    return f"read_csv('{p}', header=true, auto_detect=true)"
-
-
 def _where(fmt: str, days: tuple[int, int] | None, users, origin: int) -> str:
     conds = []
     if days is not None:
@@ -101,19 +100,47 @@ def _where(fmt: str, days: tuple[int, int] | None, users, origin: int) -> str:
     return (" WHERE " + " AND ".join(conds)) if conds else ""
 
 
-def query(path: Path, fmt: str, days, users, origin: int) -> str:
-    if fmt == "yjmob":
-        return (f"SELECT uid, d, t, x, y FROM {_relation(path)}{_where(fmt, days, users, origin)} "
-                "ORDER BY d, t, uid")
-    ts = ("CASE WHEN typeof(timestamp) IN ('VARCHAR') THEN epoch(CAST(timestamp AS TIMESTAMPTZ)) "
-          "ELSE CAST(timestamp AS DOUBLE) END")
-    inner = f"SELECT uid, lat, lon, {ts} AS ts FROM {_relation(path)}"
-    return f"SELECT * FROM ({inner}){_where(fmt, days, users, origin)} ORDER BY ts, uid"
+ROWS = "replay_rows"
+COLUMNS = {"yjmob": ("uid", "d", "t", "x", "y"), "gps": ("uid", "lat", "lon", "ts")}
+_TYPES = {"yjmob": "uid BIGINT, d BIGINT, t BIGINT, x BIGINT, y BIGINT",
+          "gps": "uid BIGINT, lat DOUBLE, lon DOUBLE, ts DOUBLE"}
+
+
+def query(fmt: str, days, users, origin: int) -> str:
+    order = "d, t, uid" if fmt == "yjmob" else "ts, uid"
+    return f"SELECT {', '.join(COLUMNS[fmt])} FROM {ROWS}{_where(fmt, days, users, origin)} ORDER BY {order}"
+
+
+def load(con, path: Path, fmt: str, origin: int, skip_bad: bool) -> int:
+    """Load a file's valid rows through training.readers into table ROWS (gps ts in epoch seconds); returns the
+    bad rows skipped. Kept as rows: masked yjmob records (counted by the replay), gps points outside the
+    grid (the worker maps lat/lon with its own grid and dead-letters them)."""
+    import pyarrow as pa
+
+    from training.exceptions import DataFormatError
+    from training.readers import ReadSummary, read_chunks
+
+    summary = ReadSummary()
+    con.execute(f"CREATE TABLE {ROWS} ({_TYPES[fmt]})")
+    try:
+        for cols in read_chunks(path, fmt, strict=False, summary=summary, origin=origin, cells=False):
+            rows = pa.table({k: cols[k] for k in COLUMNS[fmt]})  # noqa: F841 - DuckDB reads it by name
+            con.execute(f"INSERT INTO {ROWS} SELECT * FROM rows")
+    except DataFormatError as exc:
+        raise ReplayError(f"{exc}; nothing was sent") from exc
+    if summary.bad_rows:
+        counts = ", ".join(f"{k} {n}" for k, n in sorted(summary.bad.items()))
+        first = summary.examples[0].message()
+        if not skip_bad:
+            raise ReplayError(f"{first} ({summary.bad_rows} bad rows: {counts}); nothing was sent "
+                              "(setting skip_bad_rows, MOBSTREAM_SKIP_BAD_ROWS, replays the valid rows)")
+        log.warning("%s: skipping %d bad rows (%s); the first: %s", path, summary.bad_rows, counts, first)
+    return summary.bad_rows
 
 
 def read(path: Path, days=None, users=None, origin: int = DEFAULT_ORIGIN, chunk_rows: int = 200_000,
-         memory_limit: str = "1GB") -> tuple[int, Iterator[Chunk]]:
-    """(row count, chunks in event-time order)."""
+         memory_limit: str = "1GB", skip_bad: bool = False) -> tuple[int, Iterator[Chunk], int]:
+    """(row count, chunks in event-time order, bad rows skipped)."""
     import duckdb
 
     path = Path(path)
@@ -122,7 +149,13 @@ def read(path: Path, days=None, users=None, origin: int = DEFAULT_ORIGIN, chunk_
     fmt = format_of(path)
     con = duckdb.connect()
     con.execute(f"SET memory_limit='{memory_limit}'")
-    sql = query(path, fmt, days, users, origin)
+    con.execute("SET enable_progress_bar=false")  # the replay has its own; DuckDB's would print on stderr
+    try:
+        skipped = load(con, path, fmt, origin, skip_bad)
+    except BaseException:
+        con.close()
+        raise
+    sql = query(fmt, days, users, origin)
     try:
         total = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
         cur = con.execute(sql)
@@ -139,7 +172,7 @@ def read(path: Path, days=None, users=None, origin: int = DEFAULT_ORIGIN, chunk_
         finally:
             con.close()
 
-    return int(total), chunks()
+    return int(total), chunks(), skipped
 
 
 def _chunk(fmt: str, cols: dict, origin: int) -> Chunk:

@@ -81,11 +81,14 @@ class Runner:
         msgs = batches[0].messages() if len(batches) == 1 else [r for b in batches for r in b.messages()]
         out = await self.processor.process(part, msgs, forwarded)
         last = batches[-1]
-        for d in out.dead:
-            await self.dlq.send(key=d.key, value=d.value,
-                                headers=d.headers(f"{last.topic}/{part}/{batches[0].first}-{last.offset}"))
+        if out.dead:  # returns once all are delivered: the batch's offsets wait for its dead letters
+            from stream.deadletter_send import DeadLetterSender
+
+            sender = DeadLetterSender(self.dlq.send, self.app.conf.producer_max_request_size,
+                                      stopping=lambda: self.app.should_stop)
+            await sender.deliver(out.dead, f"{last.topic}/{part}/{batches[0].first}-{last.offset}")
         for b in batches:
-            b.handled = True  # in Redis, dead letters sent: its offsets may commit
+            b.handled = True  # in Redis, dead letters delivered: its offsets may commit
         if not forwarded:
             self._lag(last)
 

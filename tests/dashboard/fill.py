@@ -84,6 +84,7 @@ def write_outputs(url: str, app: str, city: str, slots: list[int], dim: int = 32
                 r.hset(k.errors(city), s, orjson.dumps({"slot": s, "cells": len(cells), "version": "test", "model": model,
                                                          "persistence": persistence, "horizons": horizons}))
             prev = h
+            r.zadd(k.kept(city), {s: s})  # published, as the worker's ledger records it
         cells: dict[str, list[int]] = {}
         for s in slots[-8:]:
             for p in readers.partitions(r, k):

@@ -6,8 +6,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+import redis
 from streamlit.testing.v1 import AppTest
 
+from stream.keys import Keys
 from stream.services import free_port
 from tests.dashboard import fill
 
@@ -72,6 +74,40 @@ def test_forecast_and_error_views(filled, monkeypatch, view):
     _run(at)
     assert f"{view.capitalize()} occupancy" in _text(at)
     assert not at.warning, [w.value for w in at.warning]
+
+
+def _forecast_view(url: str, app: str, monkeypatch) -> AppTest:
+    _env(monkeypatch, url, app)
+    at = _run(AppTest.from_file(APP, default_timeout=60))
+    at.radio(key="view").set_value("forecast")
+    return _run(at)
+
+
+def test_map_shows_the_newest_published_slot(redis_url, monkeypatch):
+    """Right after a slot advance the newest slot is assembled but not yet published: the map stays on the
+    newest published slot, says which, and gives no "no forecaster" warning."""
+    app = f"p{uuid.uuid4().hex[:8]}"
+    slots = [s for _, s in fill.ingest(redis_url, app, fill.city_frame(n_users=40))]
+    fill.write_outputs(redis_url, app, "A", slots[:-1])
+    last, shown = slots[-1], slots[-2]
+    at = _forecast_view(redis_url, app, monkeypatch)
+    text = _text(at)
+    assert f"Last closed slot={last}" in text and f"map: slot {shown}, the newest published" in text
+    assert "made when the newest published slot closed" in text and f"· slot {shown + 1} (day" in text
+    assert not at.warning, [w.value for w in at.warning]
+
+
+def test_no_forecaster_warning_only_when_a_published_slot_has_no_forecasts(redis_url, monkeypatch):
+    app = f"n{uuid.uuid4().hex[:8]}"
+    slots = [s for _, s in fill.ingest(redis_url, app, fill.city_frame(n_users=40))]
+    at = _forecast_view(redis_url, app, monkeypatch)
+    assert f"Slot {slots[-1]} has closed; the map appears once the worker has published" in _text(at)
+    assert not at.warning
+    keys = Keys(app)
+    with redis.Redis.from_url(redis_url) as r:  # not the redis_client fixture: it flushes the module's city
+        r.zadd(keys.kept("A"), {s: s for s in slots})  # published by a worker without a forecaster
+    at = _forecast_view(redis_url, app, monkeypatch)
+    assert len(at.warning) == 1 and f"slot {slots[-1]} was published without forecasts" in at.warning[0].value
 
 
 def test_horizon_selector_moves_the_forecast_map_and_the_error(filled, monkeypatch):

@@ -33,6 +33,16 @@ class Check:
 class Context:
     grid: GridSpec
     origin: int
+    cells: bool = True  # False: lat/lon outside the grid are valid rows (the online worker dead-letters them)
+
+
+# A numeric timestamp this large is epoch milliseconds: as seconds it would lie after the year 5000, and
+# milliseconds since 1973-03-03 are all above it.
+EPOCH_MS_FROM = 1e11
+
+
+def _seconds(v: np.ndarray) -> np.ndarray:
+    return np.where(np.abs(v) >= EPOCH_MS_FROM, v / 1000.0, v)
 
 
 @dataclass(frozen=True)
@@ -91,14 +101,15 @@ def _check_poi(cols: dict, ctx: Context) -> tuple[dict, list[Check]]:
 
 
 def epoch_seconds(ts: pa.Array) -> np.ndarray:
-    """Epoch seconds of timestamps given as numbers or ISO-8601 text (no zone = UTC); NaN where neither."""
+    """Epoch seconds of timestamps given as numbers (epoch seconds, or milliseconds from EPOCH_MS_FROM on) or
+    ISO-8601 text (with or without a zone, fractional seconds allowed; no zone = UTC); NaN where neither."""
     for to in (pa.float64(), pa.timestamp("us", tz="UTC"), pa.timestamp("us")):
         try:
             v = pc.cast(ts, to)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             continue
         if to == pa.float64():
-            return v.to_numpy(zero_copy_only=False)
+            return _seconds(v.to_numpy(zero_copy_only=False))
         return v.cast(pa.int64()).to_numpy(zero_copy_only=False) / 1e6
     return np.array([_one_epoch(s) for s in ts.to_pylist()], dtype=np.float64)  # mixed forms: rare
 
@@ -107,7 +118,7 @@ def _one_epoch(s: str | None) -> float:
     if s is None:
         return np.nan
     try:
-        return float(s)
+        return float(_seconds(np.float64(s)))
     except ValueError:
         pass
     try:
@@ -139,7 +150,7 @@ def _check_gps(cols: dict, ctx: Context) -> tuple[dict, list[Check]]:
         Check(
             "lat,lon",
             "outside_grid",
-            ~ok & finite,
+            ~ok & finite & ctx.cells,
             f"({{lat}}, {{lon}}) lies outside the {g.size}x{g.size} grid of {g.cell_m:g} m cells "
             f"whose south-west corner is ({g.origin_lat}, {g.origin_lon})",
         ),

@@ -31,18 +31,19 @@ def read_chunks(
     grid: GridSpec | None = None,
     origin: int = DEFAULT_ORIGIN,
     block_bytes: int = BLOCK_BYTES,
+    cells: bool = True,
 ) -> Iterator[Columns]:
     """Yield dicts of numpy columns (about `block_bytes` of text each) holding only valid rows.
 
     yjmob chunks: uid, d, t, x, y (int64) and masked (bool; x=y=999 rows are kept and flagged).
     poi: x, y, category, poi_count. gps: uid, ts, lat, lon, x, y, slot, d, t.
     Strict: raise DataFormatError at the first bad row. Lenient: skip bad rows and count them in
-    `summary` (pass one in to read it afterwards).
+    `summary` (pass one in to read it afterwards). cells=False keeps gps rows outside the grid.
     """
     ds = source if isinstance(source, Dataset) else describe(source, fmt)
     summary = summary if summary is not None else ReadSummary()
     summary.path, summary.format = str(ds.path), ds.format
-    ctx = Context(grid or GridSpec(), origin)
+    ctx = Context(grid or GridSpec(), origin, cells)
     checker = _Checker(ds, ctx, strict, summary)
     for raw in _raw_chunks(ds, block_bytes):
         cols = checker.apply(raw)
