@@ -30,7 +30,7 @@ def worker(
     ttl: int = opt(172_800, "ttl", "Seconds every window key lives after its last write."),
     retain_slots: int = opt(96, "retain_slots", "Slots of per-slot outputs (flows, forecasts, errors) kept in Redis; "
                             ">= 48, the dashboard's default history."),
-    batch_size: int = opt(2000, "batch_size", "Kafka messages per agent batch."),
+    batch_size: int = opt(2000, "batch_size", "Most Kafka records in one partition batch handed to the Processor."),
     batch_wait: float = opt(0.05, "batch_wait", "Seconds to wait for a batch to fill."),
     web_port: int = opt(6066, "web_port", "Faust web port (0 = off); each worker on a host needs its own."),
     metrics_port: int = opt(9108, "metrics_port", "Prometheus /metrics port (0 = off); each worker its own."),
@@ -44,6 +44,8 @@ def worker(
     max_message_bytes: int = opt(1_048_576, "max_message_bytes", "Larger messages are dead-lettered as oversize."),
     max_future: float = opt(86_400.0, "max_future", "Pings more than this many seconds ahead of the wall clock are dead-lettered "
                             "(bad_timestamp) instead of moving the watermark; 0 = no check."),
+    ts_from_kafka: bool = opt(False, "ts_from_kafka", "A ping without \"ts\" takes its Kafka record's timestamp as "
+                              "its event time (else it is dead-lettered missing_field)."),
     origin: int = opt(DEFAULT_ORIGIN, "origin", "Epoch seconds of slot 0."),
     forecaster: Path = opt(None, "forecaster", "Flow forecaster checkpoint (watched; forecasts off when unset)."),
     embedder: Path = opt(None, "embedder", "Trajectory embedder checkpoint (watched; embeddings off when unset)."),
@@ -72,7 +74,7 @@ def worker(
         partitions=partitions, lateness=lateness, ttl=ttl, retain_slots=retain_slots, batch_size=batch_size, batch_wait=batch_wait,
         web_port=web_port, metrics_port=metrics_port, session_timeout=session_timeout, redis_timeout=redis_timeout, origin=origin,
         redis_cluster=redis_cluster or ends.redis_cluster,
-        limits=grid_limits(grid_origin_lat, grid_origin_lon, max_message_bytes, max_future),
+        limits=grid_limits(grid_origin_lat, grid_origin_lon, max_message_bytes, max_future, ts_from_kafka),
         forecaster=forecaster, embedder=embedder, torch_threads=torch_threads, data_dir=paths.state_dir() / "worker" / app,
         kafka_security=kafka_security, redis_security=redis_security, role=role, work_partitions=work_partitions,
         max_inference_lag=max_inference_lag,

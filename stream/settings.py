@@ -113,7 +113,8 @@ class WorkerSettings:
         return self.role in (role, "all")
 
 
-def grid_limits(origin_lat: float, origin_lon: float, max_bytes: int, max_future: float = 86_400.0) -> Limits:
+def grid_limits(origin_lat: float, origin_lon: float, max_bytes: int, max_future: float = 86_400.0,
+                ts_from_kafka: bool = False) -> Limits:
     """Limits for a grid whose south-west corner is (origin_lat, origin_lon)."""
     from models.exceptions import GridError
 
@@ -125,4 +126,4 @@ def grid_limits(origin_lat: float, origin_lon: float, max_bytes: int, max_future
         raise SettingsError(f"setting max_message_bytes (MOBSTREAM_MAX_MESSAGE_BYTES) = {max_bytes} must be >= 256")
     if max_future < 0:
         raise SettingsError(f"setting max_future (MOBSTREAM_MAX_FUTURE) = {max_future} must be >= 0 (0: no check)")
-    return Limits(grid=grid, max_bytes=max_bytes, max_future=max_future)
+    return Limits(grid=grid, max_bytes=max_bytes, max_future=max_future, ts_from_kafka=ts_from_kafka)

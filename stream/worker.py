@@ -1,7 +1,7 @@
-"""The Faust worker: a thin agent that batches raw messages per partition and hands them to the Processor.
+"""The Faust worker: a thin agent that takes per-partition batches of raw records and hands them to the Processor.
 
-Per-event Python overhead is what limits a Faust agent, so the agent takes raw bytes in batches
-(`take_events`), and `mobstream replay` packs many pings into one message.
+Per-event Python overhead is what limits a Faust agent, so the pings topic reaches the agent as one
+event per partition and fetch (`stream.faust_batches`), not one per record.
 """
 
 from __future__ import annotations
@@ -54,32 +54,36 @@ class Runner:
         self.processor = Processor(store, self.s.limits, lateness=self.s.lateness, n_partitions=self.s.partitions,
                                    origin=self.s.origin, ledger=ledger, repartition=repartition, **hooks)
 
-    async def handle(self, events) -> None:
+    async def handle(self, batches) -> None:
+        """Process `stream.faust_batches.Batch`es; returns once every one is in Redis (then the agent acks them)."""
         if self.processor is None:
             self._build()
         by_part: dict[tuple[str, int], list] = defaultdict(list)
-        for e in events:
-            by_part[e.message.topic, e.message.partition].append(e.message)
+        for b in batches:
+            by_part[b.topic, b.partition].append(b)
         # Partitions are independent (assembly across them is atomic in Redis), so their round trips overlap;
         # a partition's pings and what was forwarded to it take turns (the Processor locks per partition).
-        await asyncio.gather(*(self._partition(part, msgs, topic == self.s.repartition_topic)
-                               for (topic, part), msgs in by_part.items()))
+        await asyncio.gather(*(self._partition(part, bs, topic == self.s.repartition_topic)
+                               for (topic, part), bs in by_part.items()))
 
-    async def _partition(self, part: int, msgs: list, forwarded: bool = False) -> None:
-        out = await self.processor.process(part, [(mm.key, mm.value) for mm in msgs], forwarded)
-        last = msgs[-1]
+    async def _partition(self, part: int, batches: list, forwarded: bool = False) -> None:
+        msgs = batches[0].messages() if len(batches) == 1 else [r for b in batches for r in b.messages()]
+        out = await self.processor.process(part, msgs, forwarded)
+        last = batches[-1]
         if out.dead:  # returns once all are delivered: the batch's offsets wait for its dead letters
             from stream.deadletter_send import DeadLetterSender
 
             sender = DeadLetterSender(self.dlq.send, self.app.conf.producer_max_request_size,
                                       stopping=lambda: self.app.should_stop)
-            await sender.deliver(out.dead, f"{last.topic}/{part}/{msgs[0].offset}-{last.offset}")
+            await sender.deliver(out.dead, f"{last.topic}/{part}/{batches[0].first}-{last.offset}")
+        for b in batches:
+            b.handled = True  # in Redis, dead letters delivered: its offsets may commit
         if not forwarded:
             self._lag(last)
 
     def _lag(self, last) -> None:  # of the pings topic (the partition label alone names it)
         now = time.time()
-        m.INGEST_LAG_SECONDS.observe(max(0.0, now - last.timestamp))  # faust gives seconds
+        m.INGEST_LAG_SECONDS.observe(max(0.0, now - last.timestamp))  # seconds
         consumer_lag(self.app, last, m.CONSUMER_LAG)
 
 
@@ -109,6 +113,7 @@ def build_app(s: WorkerSettings, inference=None):
     role); nothing runs until a faust.Worker starts it."""
     import faust
 
+    from stream.faust_batches import deliver_in_batches
     from stream.looplag import LoopLag
     from stream.security import faust_kwargs
 
@@ -126,21 +131,25 @@ def build_app(s: WorkerSettings, inference=None):
         broker_heartbeat_interval=max(0.5, s.session_timeout / 3),
         broker_rebalance_timeout=s.session_timeout,
         broker_commit_interval=1.0,
-        stream_buffer_maxsize=max(4096, 4 * s.batch_size),
+        stream_buffer_maxsize=4096,
+        broker_max_poll_records=max(1000, 2 * s.batch_size),
         processing_guarantee="at_least_once",
         **faust_kwargs(s.kafka_security),
     )
     raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     if s.runs("ingest"):
         # The pings topic and the repartition topic have the same partition count and one agent: Faust gives
-        # partition p of both to the same worker, the owner of partition p's users.
-        pings = app.topic(s.topics.pings, s.repartition_topic, partitions=s.partitions, **raw)
+        # partition p of both to the same worker, the owner of partition p's users. Both reach the agent as
+        # per-partition batches (its queue holds batches of up to batch_size records each, not records).
+        pings = app.topic(s.topics.pings, s.repartition_topic, partitions=s.partitions, maxsize=8 * s.partitions, **raw)
+        deliver_in_batches(app, pings, s.batch_size)
         runner = Runner(s, app, {"dlq": app.topic(s.topics.dlq, **raw)})
 
         @app.agent(pings, name="ingest")
         async def ingest(stream):
-            async for events in stream.take_events(s.batch_size, within=s.batch_wait):
-                await runner.handle(events)
+            # A few partitions' batches at a time (their Redis round trips overlap); acked once handled.
+            async for batches in stream.take(s.partitions, within=s.batch_wait):
+                await runner.handle(batches)
 
         @app.on_partitions_revoked.connect
         async def forget_revoked(app, revoked, **kwargs) -> None:

@@ -31,27 +31,27 @@ pytestmark = pytest.mark.integration
 
 
 def replay_with_kills(broker, redis_url, make_topic, tmp_path, kills: int, seed: int, days: int = 3,
-                      cluster: bool = False) -> dict:
-    """Replay a city, run a worker, kill -9 it `kills` times at random moments, restart; compare with offline."""
+                      cluster: bool = False, single: bool = False) -> dict:
+    """Replay a city (batch or single-ping messages), run a worker, kill -9 it `kills` times at random moments,
+    restart; compare with offline."""
     topic = make_topic(partitions=2)
     df = write_city(tmp_path / "c.csv", n_users=200, days=days, seed=seed)
-    replay(ReplaySettings(tmp_path / "c.csv", broker.bootstrap, topic, partitions=2, progress=False, batch_size=40))
+    replay(ReplaySettings(tmp_path / "c.csv", broker.bootstrap, topic, partitions=2, progress=False, batch_size=40,
+                          single=single))
     app = f"t{uuid.uuid4().hex[:8]}"
     last = int(slot_from_dt(df.d.max(), 47))
     rng = random.Random(seed)
+    targets = sorted(rng.sample(range(1, last - 4), kills))  # the assembled slot at which each kill comes
     r = sync_client(redis_url, cluster)
     at = []
     try:
-        for i in range(kills):
-            w = WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / f"w{i}.log", ["--batch-size", "10"],
+        for i, target in enumerate(targets):
+            # Small batches: progress comes in small steps, so the kill lands mid-stream near its target.
+            w = WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / f"w{i}.log", ["--batch-size", "2"],
                            cluster=cluster)
-            before = int(r.get(Keys(app).assembled("A")) or -1)
             deadline = time.monotonic() + 60
-            # Kill once this worker has made some progress (or after a random time): a random point mid-stream.
-            wait = rng.uniform(0.0, 1.0)
-            while time.monotonic() < deadline and int(r.get(Keys(app).assembled("A")) or -1) <= before:
-                time.sleep(0.02)
-            time.sleep(wait)
+            while time.monotonic() < deadline and int(r.get(Keys(app).assembled("A")) or -1) < target:
+                time.sleep(0.003)
             at.append(int(r.get(Keys(app).assembled("A")) or -1))
             w.stop(signal.SIGKILL)
         w = WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / "final.log", cluster=cluster)
@@ -65,15 +65,17 @@ def replay_with_kills(broker, redis_url, make_topic, tmp_path, kills: int, seed:
     return {"kills": kills, "mid_stream": sum(a < last for a in at), "assembled_at_kill": at, "last": last}
 
 
-def test_kill_9_once_mid_replay(broker, any_redis, make_topic, tmp_path):
+@pytest.mark.parametrize("single", [False, True], ids=["batch-messages", "single-ping-messages"])
+def test_kill_9_once_mid_replay(broker, any_redis, make_topic, tmp_path, single):
     url, cluster = any_redis
-    got = replay_with_kills(broker, url, make_topic, tmp_path, kills=1, seed=3, days=2, cluster=cluster)
+    got = replay_with_kills(broker, url, make_topic, tmp_path, kills=1, seed=3, days=2, cluster=cluster, single=single)
     assert got["assembled_at_kill"][0] < got["last"], got
 
 
 @pytest.mark.slow
-def test_kill_9_five_times_mid_replay(broker, redis_url, redis_client, make_topic, tmp_path):
-    got = replay_with_kills(broker, redis_url, make_topic, tmp_path, kills=5, seed=4, days=8)
+@pytest.mark.parametrize("single", [False, True], ids=["batch-messages", "single-ping-messages"])
+def test_kill_9_five_times_mid_replay(broker, redis_url, redis_client, make_topic, tmp_path, single):
+    got = replay_with_kills(broker, redis_url, make_topic, tmp_path, kills=5, seed=4, days=8, single=single)
     assert sum(a < got["last"] for a in got["assembled_at_kill"]) >= 5, got
 
 

@@ -39,16 +39,17 @@ def sigterm_restarts(broker, redis_url, make_topic, tmp_path, stops: int, seed: 
     app = f"t{uuid.uuid4().hex[:8]}"
     last = int(slot_from_dt(df.d.max(), 47))
     rng = random.Random(seed)
+    targets = sorted(rng.sample(range(1, last - 4), stops))  # the assembled slot at which each SIGTERM comes
     r = redis.Redis.from_url(redis_url)
     took, read = [], []
     try:
-        for i in range(stops):
-            w = WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / f"w{i}.log", ["--batch-size", "10"])
-            before = int(r.get(Keys(app).assembled("A")) or -1)
+        for i, target in enumerate(targets):
+            # Small batches: progress comes in small steps, so the stop lands mid-stream near its target.
+            w = WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / f"w{i}.log", ["--batch-size", "2"])
+            target = max(target, int(r.get(Keys(app).assembled("A")) or -1) + 1)  # this worker makes progress
             deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and int(r.get(Keys(app).assembled("A")) or -1) <= before:
-                time.sleep(0.02)
-            time.sleep(rng.uniform(0.0, 1.0))
+            while time.monotonic() < deadline and int(r.get(Keys(app).assembled("A")) or -1) < target:
+                time.sleep(0.003)
             assert int(r.get(Keys(app).assembled("A")) or -1) < last, "the replay ended before SIGTERM"
             read.append(messages_read(w))
             t0 = time.monotonic()

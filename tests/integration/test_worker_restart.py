@@ -20,18 +20,20 @@ from stream.keys import Keys
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_kill_9_and_restart_leaves_exact_flows(broker, redis_url, redis_client, make_topic, tmp_path):
+@pytest.mark.parametrize("single", [False, True], ids=["batch-messages", "single-ping-messages"])
+def test_kill_9_and_restart_leaves_exact_flows(broker, redis_url, redis_client, make_topic, tmp_path, single):
     topic = make_topic(partitions=2)
     df = write_city(tmp_path / "c.csv", n_users=150, days=3, seed=11)
-    replay(ReplaySettings(tmp_path / "c.csv", broker.bootstrap, topic, partitions=2, progress=False, batch_size=50))
+    replay(ReplaySettings(tmp_path / "c.csv", broker.bootstrap, topic, partitions=2, progress=False, batch_size=50,
+                          single=single))
     app = f"t{uuid.uuid4().hex[:8]}"
     last = int(slot_from_dt(df.d.max(), 47))
-    w = WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / "w1.log", ["--batch-size", "20"])
+    w = WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / "w1.log", ["--batch-size", "2"])
     r = redis.Redis.from_url(redis_url)
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and int(r.get(Keys(app).assembled("A")) or -1) < 20:
-            time.sleep(0.05)
+            time.sleep(0.003)
         w.stop(signal.SIGKILL)  # mid-stream: offsets since the last commit are redelivered
         assert int(r.get(Keys(app).assembled("A")) or -1) < last
         w2 = WorkerProc(broker.bootstrap, redis_url, topic, app, 2, tmp_path / "w2.log")

@@ -99,6 +99,8 @@ def valid(d: Draw):
     if d.int(0, 5) == 0:
         lat, lon = GRID.cell_center(x, y)
         obj.update(lat=float(lat), lon=float(lon))
+        if d.int(0, 3) == 0:  # both pairs, naming the same cell: accepted
+            obj.update(x=x, y=y)
     else:
         obj.update(x=x, y=y)
     city = d.choice(CITIES)
@@ -147,6 +149,16 @@ MUTATIONS = [
     (dl.WRONG_TYPE, lambda d, o: {**_drop(o, "x", "y"), "lat": d.choice(["35.5", True, [], {}]), "lon": 139.5}),
 ]
 NAN_LITERALS = (b"NaN", b"Infinity", b"-Infinity")
+
+
+def _conflict(d: Draw, obj: dict) -> dict:
+    """x/y and lat/lon naming different cells (lat/lon in the cell east of x/y, or off the grid)."""
+    x, y = d.int(1, 199), d.int(1, 200)
+    lat, lon = GRID.cell_center(x + 1, y) if d.int(0, 3) else (10.0, 10.0)
+    return {**_drop(obj, "x", "y", "lat", "lon"), "x": x, "y": y, "lat": float(lat), "lon": float(lon)}
+
+
+MUTATIONS.append((dl.CONFLICT, _conflict))
 
 
 def mutated(d: Draw):
