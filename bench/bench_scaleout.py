@@ -7,7 +7,8 @@ Starts one broker, replays a synthetic workload once (batch messages, or one pin
 --single) into a topic of --partitions partitions, then for every S in --shards starts one redis-server
 (S = 1) or an S-master Redis Cluster (`services up --redis-shards S`), and for every W in --workers runs W
 `mobstream worker`s as a fresh consumer group (a new app id: same topic, new Redis namespace) until
-every ping is counted. Prints per (W, S): aggregate pings/s from the first counted ping to the last,
+every ping is counted. Prints per (W, S): aggregate pings/s between 25 % and 90 % of the pings counted
+(group joins and the drained tail left out),
 worker CPU and redis-server CPU (summed over the shards) in microseconds per ping, and the scaling
 ratio against W = 1 on the same shards in the same run (the baseline), with the machine.
 """
@@ -56,17 +57,18 @@ def run(bootstrap: str, redis_url: str, cluster: bool, redis_pids: list[int], to
                 except OSError:
                     pass
             now = time.perf_counter()
-            if n and t_first is None:
+            # The steady part: from a quarter of the pings (every worker has joined the group by then) to 90 %.
+            if n >= 0.25 * expect and t_first is None:
                 t_first, n_first = now, n
                 c_first = np.array([cpu([w.proc.pid for w in procs]), cpu(redis_pids)])
-            if n >= expect:
-                done = expect - n_first
+            if n >= 0.9 * expect and t_first is not None:
+                done = n - n_first
                 c = (np.array([cpu([w.proc.pid for w in procs]), cpu(redis_pids)]) - c_first) / max(1, done)
                 return done / (now - t_first), 1e6 * c[0], 1e6 * c[1]
             for w in procs:
                 if w.proc.poll() is not None:
                     raise SystemExit(f"worker exited:\n{w.tail()}")
-            time.sleep(0.05)
+            time.sleep(0.02)
         raise SystemExit(f"{workers} workers did not finish in {timeout} s:\n{procs[0].tail()}")
     finally:
         for w in procs:

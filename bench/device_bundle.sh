@@ -49,6 +49,7 @@ if [ ! -f /tmp/site/.done ]; then
 fi
 mkdir -p /tmp/bin /tmp/models
 for f in .device/bin/*.xz; do n=/tmp/bin/$(basename $f .xz); [ -f $n ] || xz -dc $f > $n; chmod +x $n; done
+shopt -s nullglob
 for f in .device/models/*.xz; do n=/tmp/models/$(basename $f .xz); [ -f $n ] || xz -dc $f > $n; done
 export PYTHONPATH=/tmp/site:$PWD MOBSTREAM_BROKER_BIN=/tmp/bin/tansu MOBSTREAM_REDIS_BIN=/tmp/bin/redis-server PYTHONUNBUFFERED=1
 set +e
