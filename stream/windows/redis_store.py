@@ -1,35 +1,29 @@
 """The WindowStore of the product: a partition's windows in the worker's memory, Redis as their durable copy.
 
 Per batch, one COMMIT script on the partition's node appends the accepted pings (one frame per city
-and slot) and moves the clock. A slot close reads windows from memory, then writes the partition's
-shares on each city's node, where ASSEMBLE sums them once every partition has closed the slot. Works
-alike on one redis-server and on a Redis Cluster (every script's keys share one hash tag).
+and slot) and moves the clock. A slot close reads windows from memory, then hands the partition's
+shares to the cities' assembly (stream.windows.assembly). Works alike on one redis-server and on a
+Redis Cluster (every script's keys share one hash tag).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
-import orjson
-from redis.exceptions import NoScriptError
 
 from models.slots import WINDOW_SLOTS, slot_of
 from stream.exceptions import StreamError
 from stream.keys import Keys
-from stream.windows import lua, wal
+from stream.windows import wal
+from stream.windows.assembly import CityAssembly
+from stream.windows.scripts import Scripts
 from stream.windows.store import WindowStore
 from stream.windows.tables import PartitionTables
 from stream.windows.watermark import PartitionClock
 
 SOURCE = "src:"  # clock field prefix: the max event time partition <q> forwarded here
-
-# Slots one ASSEMBLE script may sum (it is called again while more are due): a 100k-user city slot costs
-# ~50 ms of Redis time, and Redis answers nobody else while a script runs.
-ASSEMBLE_PER_CALL = 8
 
 
 class StaleState(StreamError):
@@ -64,25 +58,6 @@ def by_city_slot(city: list[str], slot: np.ndarray) -> list[tuple[str, int, np.n
     return [(names[int(k_ci[g[0]])], int(k_slot[g[0]]), order[g]) for g in np.split(np.arange(len(order)), cut)]
 
 
-def sum_shares(raws: list) -> list:
-    """The partitions' shares of one slot summed: [flows as one JSON value, the number of hash arguments,
-    then "cell", "occ,in,out" pairs in cell order] (ASSEMBLE's per-slot arguments)."""
-    from stream.records import parse_flow
-
-    parts = [parse_flow(r) for r in raws if r]
-    if not parts:
-        return [b"[[],[]]", 0]
-    cells = np.concatenate([c for c, _ in parts])
-    counts = np.concatenate([v for _, v in parts])  # (m, 3)
-    ids, inv = np.unique(cells, return_inverse=True)
-    total = np.zeros((len(ids), 3), dtype=np.int64)  # (K, 3)
-    np.add.at(total, inv.reshape(-1), counts)
-    vals = [b"%d,%d,%d" % t for t in map(tuple, total.tolist())]
-    pairs = [None] * (2 * len(ids))
-    pairs[::2], pairs[1::2] = ids.tolist(), vals
-    return [orjson.dumps([ids, total.reshape(-1)], option=orjson.OPT_SERIALIZE_NUMPY), len(pairs), *pairs]
-
-
 class RedisWindowStore(WindowStore):
     """Window state laid out as `stream.keys` documents, on one Redis or a Redis Cluster client."""
 
@@ -90,46 +65,10 @@ class RedisWindowStore(WindowStore):
         self.r = client
         self.keys = keys
         self.ttl = int(ttl)
-        self.scripts = {"COMMIT": lua.COMMIT, "MARK_CLOSED": lua.MARK_CLOSED, "ASSEMBLE": lua.ASSEMBLE}
-        self.sha = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in self.scripts.items()}
+        self.scripts = Scripts(client)
+        self.assembly = CityAssembly(client, self.scripts, keys, self.ttl)
         self.loaded: dict[int, Loaded] = {}
         self.cities: set[str] = set()
-        # A worker's partitions close the same slot at once (one Faust batch): one of them assembles it, the
-        # others then find it done; without this each summed the shares and all but one were refused.
-        self._assembling: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-
-    # -- plumbing
-    def _eval(self, pipe, name: str, keys: list, args: list) -> None:
-        # Plain EVALSHA: redis-py's Script objects send SCRIPT EXISTS before every pipeline (a round trip).
-        pipe.execute_command("EVALSHA", self.sha[name], len(keys), *keys, *args)
-
-    async def _script(self, name: str, keys: list, args: list):
-        """One script call packed in C (a slot's ASSEMBLE carries thousands of arguments: redis-py's packing in
-        Python cost more than Redis running it); loads the scripts and calls again if Redis lost them."""
-        from stream.redis_client import execute_packed
-
-        for attempt in (0, 1):
-            try:
-                return (await execute_packed(self.r, [("EVALSHA", self.sha[name], len(keys), *keys, *args)]))[0]
-            except NoScriptError:
-                if attempt:
-                    raise
-            for src in self.scripts.values():
-                await self.r.script_load(src)
-
-    async def _run(self, fill) -> list:
-        """One pipeline built by `fill(pipe)`; loads the scripts and runs it again if Redis lost them
-        (every script is idempotent or refuses a repeat, so the rerun leaves the same state)."""
-        for attempt in (0, 1):
-            async with self.r.pipeline(transaction=False) as pipe:
-                fill(pipe)
-                try:
-                    return await pipe.execute()
-                except NoScriptError:
-                    if attempt:
-                        raise
-            for src in self.scripts.values():
-                await self.r.script_load(src)
 
     # -- partition state
     def forget(self, part: int) -> None:
@@ -211,7 +150,7 @@ class RedisWindowStore(WindowStore):
         held = self.loaded[part]
         keys = [self.keys.clock(part), *append, *delete]
         args = [held.gen, len(append), len(delete), self.ttl, len(updates), *(x for u in updates for x in u), *frames]
-        ok, gen = await self._script("COMMIT", keys, args)
+        ok, gen = await self.scripts.call("COMMIT", keys, args)
         if int(ok) < 0:
             self.forget(part)
             raise StaleState(f"partition {part}: Redis holds generation {_s(gen)}, this worker loaded {held.gen}")
@@ -222,26 +161,10 @@ class RedisWindowStore(WindowStore):
         # In a thread: 8 lookups over a big slot's users take tens of ms (the caller holds the partition's lock).
         return await asyncio.to_thread(lambda: [tables.windows(c, s) for c, s in city_slots])
 
-    # -- slot close and assembly
+    # -- slot close
     async def finish_close(self, part, partials, closed_through, n_partitions, purge):
         cities = sorted({c for c, _ in purge} | {c for c, *_ in partials})
-
-        def shares(pipe):
-            for city, slot, cells, counts in partials:
-                # One JSON string per share: packing thousands of hash fields cost more than the rest of the close.
-                pipe.set(self.keys.partial(city, slot, part), orjson.dumps([cells, counts.reshape(-1)],
-                                                                         option=orjson.OPT_SERIALIZE_NUMPY), ex=self.ttl)
-                pipe.zadd(self.keys.partial_slots(city), {str(slot): slot})
-                pipe.expire(self.keys.partial_slots(city), self.ttl)
-            # After the shares in the same pipeline: Redis runs a node's commands in order.
-            for city in cities:
-                self._eval(pipe, "MARK_CLOSED", [self.keys.closed(city)], [part, closed_through, self.ttl])
-
-        await self._run(shares)
-        made = []
-        for city in cities:
-            async with self._assembling[city]:
-                made += await self._assemble(city, n_partitions)
+        made = await self.assembly.close(part, partials, closed_through, cities, n_partitions)
         held = self.loaded[part]
         dead = [self.keys.log(part, c, s) for c, s in purge]
         await self._commit(part, [], [], dead, [("max", "closed", closed_through)])
@@ -251,46 +174,5 @@ class RedisWindowStore(WindowStore):
         made.sort(key=lambda cs: (cs[1], cs[0]))
         return made
 
-    async def _assemble(self, city: str, n: int) -> list[tuple[str, int]]:
-        """Assemble the city's slots every partition has closed, a few per script; [(city, slot), ...] made."""
-        k = self.keys
-        made = []
-        while True:
-            async with self.r.pipeline(transaction=False) as pipe:
-                pipe.hvals(k.closed(city))
-                pipe.get(k.assembled(city))
-                closed, done = await pipe.execute()
-            if len(closed) < n:
-                return made
-            low = min(int(v) for v in closed)
-            lo = "-inf" if done is None else f"({int(done)}"
-            if done is not None and int(done) >= low:
-                return made
-            slots = [int(s) for s in await self.r.zrangebyscore(k.partial_slots(city), lo, low, start=0,
-                                                                num=ASSEMBLE_PER_CALL + 1)]
-            more = len(slots) > ASSEMBLE_PER_CALL
-            slots = slots[:ASSEMBLE_PER_CALL]
-            upto = slots[-1] if more else low
-            keys = [k.closed(city), k.assembled(city), k.partial_slots(city), k.latest(city), k.unpublished(city)]
-            args = [n, self.ttl, "" if done is None else _s(done), upto, len(slots)]
-            shares = [k.partial(city, s, q) for s in slots for q in range(n)]
-            got = (await self.r.mget(shares)) if shares else []  # one hash tag: one node, one MGET
-            sums = await asyncio.to_thread(lambda: [sum_shares(got[i * n:(i + 1) * n]) for i in range(len(slots))])
-            for i, s in enumerate(slots):
-                keys += [k.flow(city, s), k.flow_packed(city, s), *shares[i * n:(i + 1) * n]]
-                args += [s, *sums[i]]
-            ok = await self._script("ASSEMBLE", keys, args)
-            if int(ok):
-                made += [(city, s) for s in slots]
-            # refused: another worker assembled meanwhile; read again
-
     async def flows(self, city, slots):
-        async with self.r.pipeline(transaction=False) as pipe:
-            for s in slots:
-                pipe.hgetall(self.keys.flow(city, s))
-            got = await pipe.execute()
-        out = {}
-        for s, h in zip(slots, got):
-            out[s] = {int(c): tuple(int(v) for v in val.split(b"," if isinstance(val, bytes) else ","))
-                      for c, val in h.items()}
-        return out
+        return await self.assembly.flows(city, slots)

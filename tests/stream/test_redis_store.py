@@ -29,21 +29,21 @@ def processor(store, n_partitions=1, lateness=0.0):
 
 def script_calls(monkeypatch) -> list[str]:
     """The names of the Lua scripts the stores run from now on, in order."""
-    import stream.windows.redis_store as rs
+    from stream.windows.scripts import Scripts
 
     calls = []
-    evalsha, script = rs.RedisWindowStore._eval, rs.RedisWindowStore._script
+    queue, call = Scripts.queue, Scripts.call
 
     def counting(self, pipe, name, *args):
         calls.append(name)
-        evalsha(self, pipe, name, *args)
+        queue(self, pipe, name, *args)
 
-    async def counting_script(self, name, *args):
+    async def counting_call(self, name, *args):
         calls.append(name)
-        return await script(self, name, *args)
+        return await call(self, name, *args)
 
-    monkeypatch.setattr(rs.RedisWindowStore, "_eval", counting)
-    monkeypatch.setattr(rs.RedisWindowStore, "_script", counting_script)
+    monkeypatch.setattr(Scripts, "queue", counting)
+    monkeypatch.setattr(Scripts, "call", counting_call)
     return calls
 
 
@@ -115,10 +115,10 @@ async def test_partial_windows_give_the_same_flows(aredis):
 
 
 async def test_catching_up_many_slots_assembles_them_all_a_few_per_script(aredis, monkeypatch):
-    import stream.windows.redis_store as rs
+    import stream.windows.assembly as assembly
 
     calls = script_calls(monkeypatch)
-    monkeypatch.setattr(rs, "ASSEMBLE_PER_CALL", 3)
+    monkeypatch.setattr(assembly, "ASSEMBLE_PER_CALL", 3)
     store = RedisWindowStore(aredis)
     proc = processor(store, n_partitions=2)
     # Partition 0 runs 20 slots ahead (slots 0-19 closed); partition 1 then closes them all in one batch.
