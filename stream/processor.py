@@ -110,7 +110,7 @@ class Processor:
             marks, messages = split_markers(messages)
         got = decode(messages, self.limits)
         out.dead.extend(got.dead)
-        before, cities = await self.store.state(part)
+        before, _ = await self.store.state(part)
         is_ping = got.cell != WATERMARK
         if forwarded:  # judged by the partition that forwarded them; they move only that source's marker
             late, new_max = np.zeros(len(got), dtype=bool), before.max_ts
@@ -119,14 +119,16 @@ class Processor:
         accept = is_ping & ~late
         slots = slots_of(got.ts, self.origin)
         idx = np.flatnonzero(accept)
+        uids, cities = [got.uid[i] for i in idx], [got.city[i] for i in idx]
+        records = []
         if self.repartition is not None and not forwarded and len(idx):
-            owner = self.repartition.owners.of([got.uid[i] for i in idx])
-            records = repartition.forwarded(part, owner, [got.city[i] for i in idx], [got.uid[i] for i in idx],
-                                            got.ts[idx], got.cell[idx])
-            m.REPARTITIONED.inc(int((owner != part).sum()))
-            idx = idx[owner == part]
-        else:
-            records = []
+            owner = self.repartition.owners.of(uids)
+            mine = owner == part
+            if not mine.all():
+                records = repartition.forwarded(part, owner, cities, uids, got.ts[idx], got.cell[idx])
+                m.REPARTITIONED.inc(int((~mine).sum()))
+                keep = np.flatnonzero(mine).tolist()
+                idx, uids, cities = idx[mine], [uids[j] for j in keep], [cities[j] for j in keep]
         marked = open_slot(new_max, self.lateness, self.origin)
         if self.repartition is not None and not forwarded and new_max is not None and self._marked.get(part) != marked:
             # After the pings (one producer, one partition each: Kafka keeps the order): the owners may close
@@ -140,14 +142,14 @@ class Processor:
         inputs = dict(before.inputs)
         for q, t in marks.items():
             inputs[q] = max(t, inputs.get(q, t))
-        first = int(slots[idx].min()) if len(idx) else None
-        first = first if before.first is None else before.first if first is None else min(first, before.first)
+        first = min((f for f in (before.first, int(slots[idx].min()) if len(idx) else None) if f is not None),
+                    default=None)
         upto = new_max
         if self.repartition is not None:
             upto = frontier(new_max, inputs, [q for q in range(self.n_partitions) if q != part])
         to_close, _ = slots_to_close(before, upto, first, self.lateness, self.origin)
-        await self.store.apply(part, [got.city[i] for i in idx], [got.uid[i] for i in idx], slots[idx],
-                               got.ts[idx], got.cell[idx], PartitionClock(new_max, before.next_close, first, inputs))
+        await self.store.apply(part, cities, uids, slots[idx], got.ts[idx], got.cell[idx],
+                               PartitionClock(new_max, before.next_close, first, inputs))
         for i in np.flatnonzero(is_ping & late).tolist():
             out.dead.append(DeadLetter(dl.LATE, f"slot {int(slots[i])} was already closed on partition {part}",
                                        raw_bytes(got.raw[i]), got.keys[i]))
