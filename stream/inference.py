@@ -99,6 +99,12 @@ class Inference:
         self.forecaster.check()
         self.embedder.check()
 
+    def poll_models(self) -> None:
+        """Look at both checkpoint files now (between slots too), so a new or broken checkpoint shows in the log
+        and in mobstream_model_loaded within `model_poll` seconds, not at the next close."""
+        self.forecaster.get()
+        self.embedder.get()
+
     def attach(self, redis, producer) -> None:
         """`producer`: a confluent-kafka Producer (stream.transport.make_producer) for the two output topics."""
         from stream.windows import lua_slots as lua

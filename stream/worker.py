@@ -189,6 +189,11 @@ def add_infer_agent(app, s: WorkerSettings, inference, raw: dict) -> None:
                 await state["runner"].run(e.message.value)
             consumer_lag(app, events[-1].message, m.WORK_LAG)
 
+    if s.forecaster or s.embedder:
+        @app.timer(s.model_poll)
+        async def poll_models() -> None:
+            inference.poll_models()
+
     @app.on_before_shutdown.connect
     async def flush_outputs(app, **kwargs) -> None:
         await inference.close()

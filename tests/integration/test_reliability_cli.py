@@ -157,7 +157,10 @@ def test_worker_with_a_checkpoint_broken_while_running_keeps_going(files, broker
         shutil.copy(d / "trunc" / "flow_lstm.pt", fc)
         shutil.copy(d / "wrong" / "flow_lstm.pt", emb)
         wait_assembled(redis_url, app, 2, w)
-        time.sleep(1)
+        deadline = time.monotonic() + 30  # the files are looked at every model_poll (5 s) seconds
+        while not (f"cannot load {fc}" in w.tail(200_000) and f"cannot load {emb}" in w.tail(200_000)) \
+                and time.monotonic() < deadline:
+            time.sleep(0.3)
         text = metrics_text(w)
         alive = w.proc.poll() is None
     finally:
