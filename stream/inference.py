@@ -22,7 +22,7 @@ from stream import records as rec
 from stream.exceptions import StreamError
 from stream.hotreload import Watched
 from stream.keys import FORECAST_HORIZONS as HORIZONS
-from stream.redis_client import is_cluster
+from stream.redis_client import chunked, is_cluster, pack
 from stream.settings import WorkerSettings
 from stream.transport import execute_packed, flush, produce_all
 
@@ -171,7 +171,7 @@ class Inference:
         err = live_error(slot, cells, chan, prev)
         writes = [("HSET", self.keys.errors(city), str(slot), err), ("EXPIRE", self.keys.errors(city), self.s.ttl)]
         if model is None or not len(cells):
-            return [], writes
+            return [], pack(writes, transaction=True)
         t0 = time.perf_counter()
         window = chan[:, -WINDOW_SLOTS:]  # (N, 8, 3)
         pred = np.asarray(model.predict(window, slot, cells), dtype=np.float64).reshape(len(cells), -1, 3)  # (N, H, 3)
@@ -187,8 +187,8 @@ class Inference:
             fc = self.keys.forecast_ahead(city, slot, h)
             fields = [None] * (2 * len(cells))
             fields[::2], fields[1::2] = cells.tolist(), docs
-            writes += [("DEL", fc), ("HSET", fc, *fields), ("EXPIRE", fc, self.s.ttl)]
-        return records, writes
+            writes += [("DEL", fc), *chunked("HSET", fc, fields), ("EXPIRE", fc, self.s.ttl)]
+        return records, pack(writes, transaction=True)
 
     async def embed(self, w: rec.Work) -> int:
         """Embeddings of the windows at `w.key`, which are deleted once done; returns how many (0 when the

@@ -9,8 +9,9 @@ import logging
 log = logging.getLogger(__name__)
 
 
-async def execute_packed(redis, commands: list[tuple]) -> list:
-    """The commands as one MULTI/EXEC packed in C (stream.redis_client.execute_packed)."""
+async def execute_packed(redis, commands) -> list:
+    """The commands as one MULTI/EXEC packed in C (stream.redis_client.execute_packed); `commands` may be a
+    stream.redis_client.Packed made in a thread."""
     from stream.redis_client import execute_packed as packed
 
     return await packed(redis, commands, transaction=True)

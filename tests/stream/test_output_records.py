@@ -17,6 +17,7 @@ from stream.exceptions import StreamError
 from stream.inference import Inference, _union
 from stream.records import (EMBED, Work, embedding_doc, embedding_docs, forecast_records, pack_forecasts, pack_windows,
                             parse_flow, unpack_forecasts)
+from stream.redis_client import chunked, pack
 from stream.transport import execute_packed
 from stream.readers import parse_embedding
 from stream.settings import Topics, WorkerSettings
@@ -137,6 +138,14 @@ async def test_execute_packed_is_one_transaction_and_an_error_leaves_the_pool_us
         await execute_packed(aredis, [("SET", "u", b"1"), ("NOSUCHCOMMAND", "x")])
     assert await aredis.get("u") is None  # a queueing error aborts the whole transaction
     assert await aredis.ping() and await aredis.hlen("h") == 20_000  # the pooled connections still answer in order
+
+
+async def test_packed_in_advance_with_chunked_hsets_writes_the_same_hash(aredis):
+    fields = [x for c in range(5_001) for x in (c, b'{"v":%d}' % c)]
+    commands = [("DEL", "hc"), *chunked("HSET", "hc", fields), ("EXPIRE", "hc", 60)]
+    assert [len(c) - 2 for c in commands[1:-1]] == [2048, 2048, 2048, 2048, 1810]  # at most 2048 arguments each
+    got = await execute_packed(aredis, pack(commands, transaction=True))
+    assert sum(got[1:-1]) == 5_001 and await aredis.hgetall("hc") == {b"%d" % c: b'{"v":%d}' % c for c in range(5_001)}
 
 
 async def test_set_many_stores_keys_and_values_of_any_bytes(aredis):
