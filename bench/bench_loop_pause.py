@@ -104,6 +104,7 @@ async def run_mode(mode: str, a, bootstrap: str, redis_url: str, msgs: list, fpa
     inference = Inference(s)
     inference.check()
     inference.attach(r, make_producer(bootstrap))
+    looplag.freeze_startup_heap()  # as the worker does once started
     stop = asyncio.Event()
     consumer = None
     if mode == "before":

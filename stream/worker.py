@@ -213,6 +213,7 @@ def run(s: WorkerSettings, loglevel: str = "info") -> None:
     import faust
 
     from stream.exceptions import ServiceError
+    from stream.looplag import freeze_startup_heap
     from stream.security import aiokafka_kwargs, check_redis
     from stream.services import create_topic
     from stream.settings import SettingsError
@@ -246,6 +247,7 @@ def run(s: WorkerSettings, loglevel: str = "info") -> None:
     app = build_app(s, inference)
     log.info("worker %s, role %s: %s -> redis %s; %s", s.app, s.role, s.topics.pings, s.redis_url.split("@")[-1],
              describe(s))
+    freeze_startup_heap()
     faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
