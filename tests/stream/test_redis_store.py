@@ -152,6 +152,29 @@ async def test_one_batch_or_many_give_the_same_windows_and_flows(aredis):
     assert (await windows(aredis, Keys("parts"), city="B", slot=1))["3"][-1] == (9 - 1) * 200 + 8
 
 
+def test_steps_cut_a_batch_by_value_bytes_in_order():
+    from stream.processor import steps
+
+    batch = [(None, b"x" * n, 0) for n in (4, 4, 4, 9, 1, 1)]
+    assert [[len(v) for _, v, _ in run] for run in steps(batch, 8)] == [[4, 4], [4], [9], [1, 1]]
+    assert list(steps([], 8)) == []
+
+
+async def test_a_batch_taken_in_steps_equals_the_batch_at_once(aredis, monkeypatch):
+    import stream.processor as processor_module
+
+    batch = [msg(*[ping(u, s, 1 + u % 5, 2, off=u) for u in range(30)]) for s in range(4)] + [msg(ping(1, 5, 1, 1))]
+    batch.insert(2, (None, b"not json"))
+    whole = await processor(RedisWindowStore(aredis, Keys("whole"))).process(0, batch)
+    monkeypatch.setattr(processor_module, "STEP_BYTES", 700)  # about one message a step
+    stepped = await processor(RedisWindowStore(aredis, Keys("steps"))).process(0, batch)
+    assert (stepped.accepted, stepped.late, stepped.closed, stepped.assembled) == \
+        (whole.accepted, whole.late, whole.closed, whole.assembled) == (121, 0, [0, 1, 2, 3, 4], [("A", s) for s in range(4)])
+    assert [d.reason for d in stepped.dead] == [d.reason for d in whole.dead] and len(whole.dead) == 1
+    for slot in range(4):
+        assert await windows(aredis, Keys("steps"), slot=slot) == await windows(aredis, Keys("whole"), slot=slot)
+
+
 async def test_a_stale_owner_reloads_instead_of_writing_over_the_new_owner(aredis):
     old, new = RedisWindowStore(aredis), RedisWindowStore(aredis)
     p_old, p_new = processor(old), processor(new)
