@@ -8,9 +8,10 @@ import random
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from models.slots import DEFAULT_ORIGIN, SLOT_SECONDS, slot_from_dt
-from stream.ownership import Owners, owner
+from stream.ownership import Owners, murmur2_many, owner
 from stream.pings import Limits
 from stream.processor import Processor
 from stream.repartition import Repartition, encode_marker, forwarded, split_markers
@@ -24,6 +25,20 @@ def test_owner_is_kafkas_default_partitioner():
     # murmur2 of the key bytes, as the Java client and `mobstream replay` place a keyed record
     assert [owner(u, 4) for u in ("0", "1", "42", "user-7")] == [owner(str(u), 4) for u in (0, 1, 42, "user-7")]
     assert Owners(4).of(["42", "0"]).tolist() == [owner("42", 4), owner("0", 4)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=40), max_size=50))
+def test_murmur2_of_many_keys_is_kafkas_murmur2(keys):
+    from aiokafka.partitioner import murmur2
+
+    assert murmur2_many(keys).tolist() == [murmur2(k) & 0xFFFFFFFF for k in keys]
+
+
+def test_owners_of_many_uids_agree_with_owner():
+    uids = [str(u) for u in range(5000)] + ["user-7", "ключ", "a\x00", ""]
+    assert Owners(7).of(uids).tolist() == [owner(u, 7) for u in uids]
+    assert Owners(3).of(np.array([5, 17])).tolist() == [owner(5, 3), owner(17, 3)]
 
 
 def test_forwarded_records_and_markers_round_trip():
