@@ -17,6 +17,7 @@ cells with a tiny flow LSTM). Both modes run the same code, the `--role all` wor
 Printed per mode: the loop's longest pause (a 20 ms timer's oversleep, stream.looplag), pauses > 100 ms,
 the ingest lag (how late each message was processed after it was offered) p50/p99/max, the CPU seconds per
 ping and per embedding (process time), and until every output was published. Goal: longest pause <= 100 ms.
+`--dump-stalls FILE` names what stalled the loop (every thread's stack at each pause over 70 ms).
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ async def run_mode(mode: str, a, bootstrap: str, redis_url: str, msgs: list, fpa
     record = lag.record
     lag.record = lambda now, pause: pauses.append(pause) or record(now, pause)
     watcher = asyncio.ensure_future(lag.run())
+    dumper = asyncio.ensure_future(dump_stalls(a.dump_stalls, mode)) if a.dump_stalls else None
     late: list[float] = []
     emb0, cpu0, t0 = m.EMBEDDINGS._value.get(), time.process_time(), time.perf_counter()
     interval = PER_MESSAGE / a.rate
@@ -149,6 +151,8 @@ async def run_mode(mode: str, a, bootstrap: str, redis_url: str, msgs: list, fpa
     cpu = time.process_time() - cpu0
     stop.set()
     watcher.cancel()
+    if dumper is not None:
+        dumper.cancel()
     if consumer is not None:
         await consumer
     await inference.close()
@@ -158,6 +162,23 @@ async def run_mode(mode: str, a, bootstrap: str, redis_url: str, msgs: list, fpa
     return {"mode": mode, "max_pause": max(pauses), "over_100ms": sum(x > 0.1 for x in pauses),
             "lag": np.percentile(late, [50, 99, 100]), "ingest_s": ingest_s, "total_s": total, "cpu": cpu,
             "pings": pings, "embeddings": n_emb}
+
+
+async def dump_stalls(path: Path, mode: str, after: float = 0.07) -> None:
+    """Every thread's stack, written to `path` whenever the loop stalls `after` s: faulthandler's own thread
+    dumps them without the GIL, so a pause caused by a thread that holds the GIL (gc, a C call) shows its
+    culprit, which a sampler needing the GIL cannot see."""
+    import faulthandler
+
+    with open(path, "a") as f:
+        f.write(f"== mode {mode}\n")
+        f.flush()
+        try:
+            while True:
+                faulthandler.dump_traceback_later(after, file=f)
+                await asyncio.sleep(0.005)
+        finally:
+            faulthandler.cancel_dump_traceback_later()
 
 
 async def infer(s, bootstrap: str, runner, stop: asyncio.Event) -> None:
@@ -186,6 +207,8 @@ def main() -> None:
     ap.add_argument("--embedder", type=Path, default=None, help="default: a random full-size (512-d) encoder")
     ap.add_argument("--modes", default="idle,before,after")
     ap.add_argument("--idle", type=float, default=10.0, help="seconds of the idle mode (the machine's floor)")
+    ap.add_argument("--dump-stalls", type=Path, default=None,
+                    help="append every thread's stack to this file whenever the loop stalls 70 ms")
     a = ap.parse_args()
     import torch
 
