@@ -28,8 +28,8 @@ from stream.transport import execute_packed, flush, produce_all
 
 log = logging.getLogger(__name__)
 
-# Users per SET_MANY call: one blob of pairs, not thousands of arguments for redis-py to pack; 1,000 records
-# (2.9 MB) because asyncio copies and shifts a write buffer in the loop's thread (14 MB writes paused it ~50 ms).
+# Users per SET_MANY call: 1,000 records (2.9 MB) because asyncio copies and shifts a write buffer in the loop's
+# thread (14 MB writes paused it ~50 ms).
 SET_MANY_CHUNK = 1000
 
 
@@ -108,9 +108,10 @@ class Inference:
     def attach(self, redis, producer) -> None:
         """`producer`: a confluent-kafka Producer (stream.transport.make_producer) for the two output topics."""
         from stream.windows import lua_slots as lua
+        from stream.windows.scripts import Scripts
 
         self.redis, self.producer = redis, producer
-        self._set_many = redis.register_script(lua.SET_MANY)
+        self._set_many = Scripts(redis, {"SET_MANY": lua.SET_MANY})
 
     async def _read(self, city: str, slots: list[int]) -> tuple[list[bytes], list[bytes | None]]:
         """The slots' packed flow values and the packed forecasts made 1..HORIZONS slots before the last: one
@@ -203,7 +204,7 @@ class Inference:
             return 0
         loop = asyncio.get_running_loop()
         cluster = is_cluster(self.redis)
-        records, blobs = await loop.run_in_executor(None, self._embed, model, w, raw, not cluster)
+        records, calls = await loop.run_in_executor(None, self._embed, model, w, raw, not cluster)
         queued = loop.run_in_executor(None, produce_all, self.producer, self.s.topics.embeddings, records)
         try:
             if cluster:  # the embedding keys spread over the nodes, and one script may touch one node's keys only
@@ -212,8 +213,8 @@ class Inference:
                         for uid, doc in records[i:i + SET_MANY_CHUNK]:
                             pipe.set(self.keys.embedding(w.city, uid.decode()), doc, ex=self.s.ttl)
                         await pipe.execute()
-            for args in blobs:
-                await self._set_many(args=args)
+            for call in calls:  # one at a time: asyncio copies and shifts a write buffer on the loop's thread
+                await self._set_many.run(call)
         finally:
             await queued  # every record queued (or its error raised) before the flush below counts them
         await flush(self.producer, f"embeddings of {w.city} slot {w.slot} (partition {w.part})")
@@ -221,9 +222,8 @@ class Inference:
         await self.redis.delete(w.key)
         return len(records)
 
-    def _embed(self, model, w: rec.Work, raw: bytes, set_many: bool) -> tuple[list[tuple[bytes, bytes]], list[list]]:
-        """((uid, record) pairs for the topic, SET_MANY argument lists (with `set_many`): each call's key/record
-        pairs in one blob, their lengths beside)."""
+    def _embed(self, model, w: rec.Work, raw: bytes, set_many: bool) -> tuple[list[tuple[bytes, bytes]], list]:
+        """((uid, record) pairs for the topic, SET_MANY calls packed by hiredis (with `set_many`))."""
         uids, cells = rec.unpack_windows(raw)
         mask = cells >= 0  # (N, 8)
         x, y = cell_xy(np.where(mask, cells, 0))
@@ -232,15 +232,11 @@ class Inference:
         emb = np.asarray(model.embed(x, y, mask, w.slot), dtype=np.float32)  # (N, 512)
         m.INFERENCE_SECONDS.labels("embedder").observe(time.perf_counter() - t0)
         docs = rec.embedding_docs(uids, w.city, w.slot, model.version, emb)
-        blobs = []
+        calls = []
         for i in range(0, len(docs) if set_many else 0, SET_MANY_CHUNK):
-            pairs, lengths = [], []
-            for uid, doc in zip(uids[i:i + SET_MANY_CHUNK], docs[i:i + SET_MANY_CHUNK]):
-                key = self.keys.embedding(w.city, uid).encode()
-                pairs += (key, doc)
-                lengths += (len(key), len(doc))
-            blobs.append([self.s.ttl, ",".join(map(str, lengths)), b"".join(pairs)])
-        return list(zip([u.encode() for u in uids], docs)), blobs
+            keys = [self.keys.embedding(w.city, uid) for uid in uids[i:i + SET_MANY_CHUNK]]
+            calls.append(pack([self._set_many.command("SET_MANY", keys, [self.s.ttl, *docs[i:i + SET_MANY_CHUNK]])]))
+        return list(zip([u.encode() for u in uids], docs)), calls
 
     async def close(self) -> None:
         """On shutdown: deliver whatever is still queued."""

@@ -1,6 +1,6 @@
 """The slot-close output path's fast forms equal the plain ones: forecast and embedding records byte for byte
 (orjson of the dict, base64 per row), packed flows as orjson reads them, and the Redis writes (one MULTI/EXEC
-packed by hiredis, SET_MANY from one blob) store exactly the keys and values asked for."""
+packed by hiredis, SET_MANY with keys in KEYS) store exactly the keys and values asked for."""
 
 from __future__ import annotations
 
@@ -148,11 +148,14 @@ async def test_packed_in_advance_with_chunked_hsets_writes_the_same_hash(aredis)
     assert sum(got[1:-1]) == 5_001 and await aredis.hgetall("hc") == {b"%d" % c: b'{"v":%d}' % c for c in range(5_001)}
 
 
-async def test_set_many_stores_keys_and_values_of_any_bytes(aredis):
+async def test_set_many_stores_keys_and_values_of_any_bytes_and_survives_a_script_flush(aredis):
+    from stream.windows.scripts import Scripts
+
     pairs = [(b"k,1", b"a\nb,c"), ("ключ".encode(), bytes(range(256))), (b"k3", b""), (b"k4", b"x" * 70_000)]
-    lengths = [n for k, v in pairs for n in (len(k), len(v))]
-    n = await aredis.register_script(lua.SET_MANY)(args=[60, ",".join(map(str, lengths)), b"".join(k + v for k, v in pairs)])
-    assert n == len(pairs)
+    scripts = Scripts(aredis, {"SET_MANY": lua.SET_MANY})
+    call = pack([scripts.command("SET_MANY", [k for k, _ in pairs], [60, *(v for _, v in pairs)])])
+    await aredis.script_flush()  # NOSCRIPT: loaded and called again
+    assert await scripts.run(call) == [len(pairs)]
     for k, v in pairs:
         assert await aredis.get(k) == v and 0 < await aredis.ttl(k) <= 60
 
