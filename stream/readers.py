@@ -246,6 +246,7 @@ def user_cells(r, keys: Keys, city: str, uids: list[str], end: int,
     only. Reads the partitions' slot logs (stream.windows.wal; one pipelined round trip) and applies the
     windows' latest-event-time rule, so it shows what the worker holds."""
     from stream.windows import wal
+    from stream.windows.tables import latest_per_user
 
     slots = list(window_slots(end, size))
     todo = [(p, s) for p in partitions(r, keys) for s in slots]
@@ -253,17 +254,18 @@ def user_cells(r, keys: Keys, city: str, uids: list[str], end: int,
         for p, s in todo:
             pipe.get(keys.log(p, city, s))
         got = pipe.execute() if uids and todo else []
-    want = set(uids)
-    best: dict[tuple[str, int], tuple[int, int]] = {}
+    want = np.asarray(uids, dtype=str)
+    rows: dict[int, list] = {s: [] for s in slots}
     for (p, s), blob in zip(todo, got):
-        if not blob:
-            continue
-        names, ts, cells = wal.decode(blob, keys.log(p, city, s))
-        for i in [i for i, u in enumerate(names) if u in want]:
-            v = (int(ts[i]), int(cells[i]))
-            if best.get((names[i], s), (-1 << 62, 0)) < v:
-                best[names[i], s] = v
+        if blob:
+            names, ts, cells = wal.decode(blob, keys.log(p, city, s))
+            names = np.asarray(names, dtype=str)
+            keep = np.isin(names, want)
+            rows[s].append((names[keep], ts[keep], cells[keep]))
     out: dict[str, dict[int, int]] = {u: {} for u in uids}
-    for (u, s), (_, cell) in sorted(best.items(), key=lambda kv: kv[0][1]):
-        out[u][s] = cell
+    for s in slots:
+        if rows[s]:
+            users, _, cells = latest_per_user(*(np.concatenate(col) for col in zip(*rows[s])))
+            for u, c in zip(users.tolist(), cells.tolist()):
+                out[u][s] = c
     return out
