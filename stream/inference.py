@@ -99,11 +99,16 @@ class Inference:
         self.forecaster.check()
         self.embedder.check()
 
-    def poll_models(self) -> None:
+    def load_in_background(self) -> None:
+        """From now on `refresh_models` (a timer) looks at the checkpoints and loads them in a thread; the slot
+        work only takes the current models."""
+        self.forecaster.background = self.embedder.background = True
+
+    async def refresh_models(self) -> None:
         """Look at both checkpoint files now (between slots too), so a new or broken checkpoint shows in the log
         and in mobstream_model_loaded within `model_poll` seconds, not at the next close."""
-        self.forecaster.get()
-        self.embedder.get()
+        await self.forecaster.refresh()
+        await self.embedder.refresh()
 
     def attach(self, redis, producer) -> None:
         """`producer`: a confluent-kafka Producer (stream.transport.make_producer) for the two output topics."""

@@ -190,9 +190,11 @@ def add_infer_agent(app, s: WorkerSettings, inference, raw: dict) -> None:
             consumer_lag(app, events[-1].message, m.WORK_LAG)
 
     if s.forecaster or s.embedder:
+        inference.load_in_background()
+
         @app.timer(s.model_poll)
-        async def poll_models() -> None:
-            inference.poll_models()
+        async def refresh_models() -> None:
+            await inference.refresh_models()
 
     @app.on_before_shutdown.connect
     async def flush_outputs(app, **kwargs) -> None:

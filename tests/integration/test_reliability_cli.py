@@ -133,7 +133,7 @@ def test_worker_with_a_bad_checkpoint_stops_at_start(files, setting, kind):
 
 def test_worker_with_a_checkpoint_broken_while_running_keeps_going(files, broker, redis_url, make_topic, tmp_path):
     """A checkpoint that breaks after start (a bad retrain) turns its output off (log naming the file + gauge 0);
-    windows and flows go on."""
+    windows and flows go on; a good one written later is loaded without a restart (gauge 1)."""
     import asyncio
     import shutil
 
@@ -163,6 +163,16 @@ def test_worker_with_a_checkpoint_broken_while_running_keeps_going(files, broker
             time.sleep(0.3)
         text = metrics_text(w)
         alive = w.proc.poll() is None
+        # A good retrain then lands: loaded without a restart (in the worker's background thread).
+        from tests.stream.tiny_models import encoder_checkpoint, flow_checkpoint
+
+        flow_checkpoint(fc)
+        encoder_checkpoint(emb)
+        loaded = ('mobstream_model_loaded{model="forecaster"} 1.0', 'mobstream_model_loaded{model="embedder"} 1.0')
+        deadline = time.monotonic() + 30
+        while not all(s in metrics_text(w) for s in loaded) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        after = metrics_text(w)
     finally:
         w.stop()
     log = w.tail(200_000)
@@ -170,3 +180,5 @@ def test_worker_with_a_checkpoint_broken_while_running_keeps_going(files, broker
     assert 'mobstream_model_loaded{model="forecaster"} 0.0' in text and 'mobstream_model_loaded{model="embedder"} 0.0' in text
     assert "Traceback" not in log, log[-3000:]
     assert f"cannot load {fc}" in log and f"cannot load {emb}" in log, log[-3000:]
+    assert all(s in after for s in loaded), log[-3000:]
+    assert f"forecaster: loaded {fc}" in log and f"embedder: loaded {emb}" in log
