@@ -3,6 +3,7 @@ exact flows; a long outage is bounded and visible (logs, metrics)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -74,7 +75,8 @@ def assembled(url: str, app: str) -> int:
 def redis_restarts(broker, make_topic, tmp_path, aof_redis, restarts: int, down_s: float, kill: bool = False) -> dict:
     topic = make_topic(partitions=2)
     df = write_city(tmp_path / "c.csv", n_users=200, days=3, seed=21)
-    replay(ReplaySettings(tmp_path / "c.csv", broker.bootstrap, topic, partitions=2, progress=False, batch_size=40))
+    rs = ReplaySettings(tmp_path / "c.csv", broker.bootstrap, topic, partitions=2, progress=False, batch_size=40)
+    replay(dataclasses.replace(rs, days=(0, 1), close_last=False))  # day 2 once the faults are done: mid-stream
     app = f"t{uuid.uuid4().hex[:8]}"
     last = int(slot_from_dt(df.d.max(), 47))
     url = aof_redis["svc"].url
@@ -89,6 +91,7 @@ def redis_restarts(broker, make_topic, tmp_path, aof_redis, restarts: int, down_
             at.append(assembled(url, app))
             assert at[-1] < last, "the replay ended before the fault"
             aof_redis["restart"](down_s, kill)
+        replay(dataclasses.replace(rs, days=(2, 2)))
         wait_assembled(url, app, last, w, timeout=120)
         alive = w.proc.poll() is None
     finally:
