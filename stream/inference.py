@@ -22,9 +22,9 @@ from stream import records as rec
 from stream.exceptions import StreamError
 from stream.hotreload import Watched
 from stream.keys import FORECAST_HORIZONS as HORIZONS
-from stream.redis_client import chunked, is_cluster, pack
+from stream.redis_client import chunked, execute_packed, is_cluster, pack
 from stream.settings import WorkerSettings
-from stream.transport import execute_packed, flush, produce_all
+from stream.transport import flush, produce_all
 
 log = logging.getLogger(__name__)
 

@@ -58,7 +58,7 @@ class Outcome:
 STEP_BYTES = 1 << 20
 
 
-def steps(messages: list[tuple], limit: int = STEP_BYTES):
+def steps(messages: list[tuple], limit: int):
     """The messages ((key, value, ...) tuples) in order, in runs of at most `limit` value bytes (a larger
     message runs alone)."""
     start, size = 0, 0

@@ -107,13 +107,12 @@ def chunked(command: str, key, pairs: list, n: int = 2048) -> list[tuple]:
     return [(command, key, *pairs[i:i + n]) for i in range(0, len(pairs), n)]
 
 
-async def execute_packed(client, commands: list[tuple] | Packed, transaction: bool = False) -> list:
-    """Run commands (or a `pack`ed batch) on one pooled connection. Every command's first key must share one
-    hash tag: on a cluster, the node of the first command's key runs them all. With `transaction`, one
-    MULTI/EXEC. Returns the replies; raises the first error reply."""
+async def execute_packed(client, p: Packed) -> list:
+    """Run `pack`ed commands on one pooled connection. Every command's first key must share one hash tag: on a
+    cluster, the node of the first command's key runs them all. Returns the replies (a transaction's: EXEC's);
+    raises the first error reply."""
     from stream.exceptions import StreamError
 
-    p = commands if isinstance(commands, Packed) else pack(commands, transaction)
     async with connection_for(client, p.key) as conn:
         await conn.send_packed_command(p.data)
         replies = []

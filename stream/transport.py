@@ -1,4 +1,4 @@
-"""Transport of the slot outputs and slot work: the librdkafka producer (queue, flush) and packed Redis writes."""
+"""Transport of the slot outputs and slot work: the librdkafka producer (queue, flush)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,6 @@ import logging
 
 
 log = logging.getLogger(__name__)
-
-
-async def execute_packed(redis, commands) -> list:
-    """The commands as one MULTI/EXEC packed in C (stream.redis_client.execute_packed); `commands` may be a
-    stream.redis_client.Packed made in a thread."""
-    from stream.redis_client import execute_packed as packed
-
-    return await packed(redis, commands, transaction=True)
 
 
 def make_producer(bootstrap: str, security=None):

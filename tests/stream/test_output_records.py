@@ -17,8 +17,7 @@ from stream.exceptions import StreamError
 from stream.inference import Inference, _union
 from stream.records import (EMBED, Work, embedding_doc, embedding_docs, forecast_records, pack_forecasts, pack_windows,
                             parse_flow, unpack_forecasts)
-from stream.redis_client import chunked, pack
-from stream.transport import execute_packed
+from stream.redis_client import chunked, execute_packed, pack
 from stream.readers import parse_embedding
 from stream.settings import Topics, WorkerSettings
 from stream.windows import lua_slots as lua
@@ -129,13 +128,13 @@ async def aredis(redis_client, redis_url):
 
 async def test_execute_packed_is_one_transaction_and_an_error_leaves_the_pool_usable(aredis):
     fields = [x for c in range(20_000) for x in (c, b'{"v":%d}' % c)]
-    got = await execute_packed(aredis, [("DEL", "h"), ("HSET", "h", *fields), ("EXPIRE", "h", 60), ("SET", "s", b"x", "EX", 60)])
+    got = await execute_packed(aredis, pack([("DEL", "h"), ("HSET", "h", *fields), ("EXPIRE", "h", 60), ("SET", "s", b"x", "EX", 60)], transaction=True))
     assert got[1] == 20_000 and await aredis.hget("h", "19999") == b'{"v":19999}' and 0 < await aredis.ttl("s") <= 60
     with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
-        await execute_packed(aredis, [("SET", "t", b"1"), ("HSET", "s", "f", "v")])
+        await execute_packed(aredis, pack([("SET", "t", b"1"), ("HSET", "s", "f", "v")], transaction=True))
     assert await aredis.get("t") == b"1"  # MULTI/EXEC runs the rest; the error is raised, not dropped
     with pytest.raises(redis.exceptions.ResponseError):
-        await execute_packed(aredis, [("SET", "u", b"1"), ("NOSUCHCOMMAND", "x")])
+        await execute_packed(aredis, pack([("SET", "u", b"1"), ("NOSUCHCOMMAND", "x")], transaction=True))
     assert await aredis.get("u") is None  # a queueing error aborts the whole transaction
     assert await aredis.ping() and await aredis.hlen("h") == 20_000  # the pooled connections still answer in order
 
