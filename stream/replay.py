@@ -152,7 +152,7 @@ async def replay_async(s: ReplaySettings) -> ReplayReport:
     from stream.services import create_topic_async
 
     path = Path(s.path)
-    fmt = src.format_of(path)
+    ds = src.describe(path)
     total, chunks, bad = src.read(path, s.days, src.parse_users(s.users), s.origin, skip_bad=s.skip_bad)
     kafka = aiokafka_kwargs(s.kafka_security or KafkaSecurity())
     try:
@@ -167,11 +167,11 @@ async def replay_async(s: ReplaySettings) -> ReplayReport:
         n = len(await producer.partitions_for(s.topic))
         rep = Replayer(s, producer, n)
         rep.report.bad = bad
-        city = s.city or src.city_of(path)
+        city = s.city or ds.city
         with tqdm(total=total, unit="row", unit_scale=True, disable=not s.progress, mininterval=0.5) as bar:
             for chunk in chunks:
                 before = rep.report.pings + rep.report.masked
-                await rep.chunk(chunk, city, fmt == "gps")
+                await rep.chunk(chunk, city, ds.format == "gps")
                 bar.update(rep.report.pings + rep.report.masked - before)
         await rep.finish()
         return rep.report

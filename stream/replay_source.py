@@ -12,9 +12,7 @@ replay with one line naming file, line and field, unless skip_bad.
 
 from __future__ import annotations
 
-import gzip
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -28,7 +26,6 @@ from stream.exceptions import StreamError
 YJMOB = ("uid", "d", "t", "x", "y")
 GPS = ("uid", "lat", "lon", "timestamp")
 log = logging.getLogger(__name__)
-_CITY = re.compile(r"city_?([A-Za-z])(?:[_\-.]|$)")
 
 
 class ReplayError(StreamError):
@@ -47,31 +44,20 @@ class Chunk:
     masked: int  # masked rows skipped in this chunk
 
 
-def city_of(path: Path) -> str:
-    m = _CITY.search(path.name)
-    return m.group(1).upper() if m else "A"
+def describe(path: Path):
+    """The file's training.readers.Dataset (format from its header, city from its name: the offline rules),
+    refused unless it is a replayable yjmob or gps file."""
+    from training.exceptions import DataFormatError
+    from training.readers import describe as describe_file
 
-
-def header_of(path: Path) -> tuple[str, ...]:
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return tuple(pq.read_schema(path).names)
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt") as f:
-            return tuple(c.strip() for c in f.readline().split(","))
-    except (OSError, UnicodeDecodeError) as exc:  # text mode decodes a whole buffer, not just the header line
-        raise ReplayError(f"cannot read {path}: {exc}") from exc
-
-
-def format_of(path: Path) -> str:
-    head = header_of(path)
-    if head[:5] == YJMOB:
-        return "yjmob"
-    if head[:4] == GPS:
-        return "gps"
-    raise ReplayError(f"{path}: header {','.join(head)!r} is neither {','.join(YJMOB)} nor {','.join(GPS)}")
+        ds = describe_file(path)
+    except DataFormatError as exc:
+        raise ReplayError(f"{exc}; nothing was sent") from exc
+    if ds.format not in COLUMNS:
+        raise ReplayError(f"{path}: a {ds.format} file; a replay sends yjmob ({','.join(YJMOB)}) or gps "
+                          f"({','.join(GPS)}) rows")
+    return ds
 
 
 def parse_users(spec: str | None) -> list[tuple[int, int]] | None:
@@ -146,7 +132,7 @@ def read(path: Path, days=None, users=None, origin: int = DEFAULT_ORIGIN, chunk_
     path = Path(path)
     if not path.is_file():
         raise ReplayError(f"replay file {path} does not exist")
-    fmt = format_of(path)
+    fmt = describe(path).format
     con = duckdb.connect()
     con.execute(f"SET memory_limit='{memory_limit}'")
     con.execute("SET enable_progress_bar=false")  # the replay has its own; DuckDB's would print on stderr
