@@ -21,6 +21,7 @@ from stream.repartition import split_markers
 from stream import metrics as m
 from stream.deadletter import DeadLetter
 from stream.pings import WATERMARK, Limits, decode, raw_bytes
+from stream.redis_retry import until_redis_answers
 from stream.windows.close import slot_flows
 from stream.windows.store import WindowStore
 from stream.windows.watermark import PartitionClock, classify, frontier, open_slot, slots_to_close
@@ -110,24 +111,17 @@ class Processor:
         return out
 
     async def _retrying(self, part: int, messages: list, forwarded: bool) -> Outcome:
-        from redis.exceptions import ConnectionError as RedisDown, TimeoutError as RedisTimeout
-
         from stream.windows.redis_store import StaleState
 
-        delay = 0.1
-        while True:
-            try:
-                out = await self._process(part, messages, forwarded)
-                m.REDIS_UP.set(1)
-                return out
-            except StaleState as exc:  # the store dropped its copy; the retry reloads it from Redis
-                log.warning("%s; reloading the partition and redoing the batch", exc)
-                m.STATE_RELOADS.inc()
-            except (RedisDown, RedisTimeout) as exc:
-                m.REDIS_UP.set(0)
-                log.warning("partition %d: Redis unavailable (%s); retrying the batch in %.1f s", part, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(2 * delay, 5.0)
+        async def attempt() -> Outcome:
+            while True:
+                try:
+                    return await self._process(part, messages, forwarded)
+                except StaleState as exc:  # the store dropped its copy; the retry reloads it from Redis
+                    log.warning("%s; reloading the partition and redoing the batch", exc)
+                    m.STATE_RELOADS.inc()
+
+        return await until_redis_answers(attempt, f"partition {part}", "the batch")
 
     async def _process(self, part: int, messages: list[tuple[bytes | None, bytes]], forwarded: bool = False) -> Outcome:
         t0 = self.clock()

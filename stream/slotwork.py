@@ -17,6 +17,7 @@ import numpy as np
 from stream import metrics as m
 from stream import records as rec
 from stream.publication import WorkLedger
+from stream.redis_retry import until_redis_answers
 from stream.settings import WorkerSettings
 from stream.transport import flush
 
@@ -74,23 +75,12 @@ class WorkRunner:
 
     async def run(self, raw: bytes) -> str:
         """One item, retried while Redis is unreachable; returns what was done ("done", "skipped", "bad")."""
-        from redis.exceptions import ConnectionError as RedisDown, TimeoutError as RedisTimeout
-
         try:
             w = rec.decode_work(raw)
         except rec.RecordError as exc:  # only our ingest writes this topic: a bug or a foreign producer
             log.error("slot-work topic %s: %s; item skipped", self.s.work_topic, exc)
             return "bad"
-        delay = 0.1
-        while True:
-            try:
-                return await self._run(w)
-            except (RedisDown, RedisTimeout) as exc:
-                m.REDIS_UP.set(0)
-                log.warning("%s work of %s slot %d: Redis unavailable (%s); retrying in %.1f s", w.kind, w.city,
-                            w.slot, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(2 * delay, 5.0)
+        return await until_redis_answers(lambda: self._run(w), f"{w.kind} work of {w.city} slot {w.slot}", "it")
 
     async def _run(self, w: rec.Work) -> str:
         newest = await self.newest(w)
